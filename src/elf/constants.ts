@@ -73,3 +73,27 @@ export const DT_STRTAB = 5;
 export const DT_SONAME = 14;
 
 export const NT_GNU_BUILD_ID = 3;
+
+// Added for the object writer (livepatch modules, many-section objects).
+export const EV_CURRENT = 1;
+export const ELFCLASS64 = 2;
+export const ELFDATA2LSB = 1;
+export const ELFOSABI_NONE = 0;
+
+export const SHF_LINK_ORDER = 0x80n;
+export const SHF_EXCLUDE = 0x80000000n;
+/** Linux: a livepatch relocation section, applied by livepatch, not at module load. */
+export const SHF_RELA_LIVEPATCH = 0x00100000n;
+
+export const SHN_LOOS = 0xff20;
+/** Linux: a livepatch symbol, resolved by livepatch, not by the module loader. */
+export const SHN_LIVEPATCH = 0xff20;
+
+export const STV_DEFAULT = 0;
+export const STV_INTERNAL = 1;
+export const STV_HIDDEN = 2;
+export const STV_PROTECTED = 3;
+
+export const SHT_PREINIT_ARRAY = 16;
+/** x86-64 psABI: unwind tables (.eh_frame in objects made by some assemblers). */
+export const SHT_X86_64_UNWIND = 0x70000001;
