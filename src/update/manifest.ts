@@ -9,8 +9,10 @@ export type ChangeKind = 'changed' | 'new' | 'deleted';
 
 /** A linked file the update patches in the running target: an executable or a shared library. */
 export interface PatchedObject {
-  /** File name as it appears in the target (basename), e.g. "app" or "libfoo.so.1". */
+  /** File name as built (basename), e.g. "app" or "libfoo.so". */
   name: string;
+  /** DT_SONAME of a shared library: the name it is usually mapped under (libfoo.so.1). */
+  soname?: string;
   /** Path of the linked output in the source tree, relative to its root. */
   path: string;
   kind: 'executable' | 'shared';
@@ -30,6 +32,12 @@ export interface UnitRecord {
   post: string;
 }
 
+/** Where a function or variable lives in one of a unit's objects. */
+export interface SymbolPlace {
+  symbol: string;
+  section: string;
+}
+
 export interface FunctionRecord {
   object: string;
   unit: string;
@@ -38,6 +46,12 @@ export interface FunctionRecord {
   section: string;
   kind: ChangeKind;
   reason: string;
+  /** A static function: its name may repeat in other units. */
+  local: boolean;
+  /** In the pre object: what run-pre matching looks for (absent for a new function). */
+  pre?: SymbolPlace;
+  /** In the post object: what is installed (absent for a deleted function). */
+  post?: SymbolPlace;
 }
 
 export interface DataRecord {
@@ -122,6 +136,9 @@ export function validateManifest(where: string, json: unknown): Manifest {
   checkArray(where, m.functions, 'functions', (f, i) => {
     const r = checkFields(where, f, `functions[${i}]`, ['object', 'unit', 'function', 'section', 'kind', 'reason']);
     if (!KINDS.includes(r.kind as ChangeKind)) fail(where, `functions[${i}].kind`);
+    if (typeof r.local !== 'boolean') fail(where, `functions[${i}].local`);
+    if (r.kind !== 'new') checkFields(where, r.pre, `functions[${i}].pre`, ['symbol', 'section']);
+    if (r.kind !== 'deleted') checkFields(where, r.post, `functions[${i}].post`, ['symbol', 'section']);
   });
   checkArray(where, m.data, 'data', (d, i) => {
     const r = checkFields(where, d, `data[${i}]`, ['object', 'unit', 'symbol', 'section', 'kind', 'reason']);

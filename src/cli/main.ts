@@ -1,0 +1,38 @@
+// tsplice command line: dispatch to one command per file.
+
+import { TspliceError } from '../errors.js';
+import { inspectCommand } from './inspect.js';
+import { makeOutput, reportError, type Output } from './output.js';
+
+type Command = (argv: string[], out: Output) => number | Promise<number>;
+
+const COMMANDS: Record<string, { run: () => Promise<Command>; summary: string }> = {
+  create: { run: async () => (await import('./create.js')).createCommand, summary: 'build an update from a patch and the source' },
+  inspect: { run: async () => inspectCommand, summary: 'show what an update changes and why' },
+};
+
+const HELP = `tsplice: rebootless, restartless security updates for Linux
+
+usage: tsplice COMMAND [options]
+
+${Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(8)} ${c.summary}`).join('\n')}
+
+Every command takes --json for machine-readable output. Run tsplice COMMAND --help for its options.
+`;
+
+export async function main(argv: string[]): Promise<number> {
+  const json = argv.includes('--json');
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(HELP);
+    return name === undefined ? 2 : 0;
+  }
+  const command = COMMANDS[name];
+  try {
+    if (!command) throw new TspliceError('bad_input', `unknown command "${name}"; run tsplice --help for the list`);
+    const run = await command.run();
+    return await run(rest, makeOutput(json));
+  } catch (e) {
+    return reportError(e, json);
+  }
+}
