@@ -19,3 +19,6 @@ if [ "${#need[@]}" -gt 0 ]; then
   $sudo apt-get update -qq
   $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
+
+# The kernel tests boot the pinned distribution kernel under QEMU.
+bash "$(dirname "$0")/kernel-deps.sh"

@@ -21,7 +21,8 @@ function sampleManifest(id = 'fix-1'): Omit<Manifest, 'hashes'> {
     patch: { file: 'fix.patch', sha256: 'a'.repeat(64), files: ['main.c'] },
     objects: [{ name: 'app', path: 'app', kind: 'executable', units: ['main.o'] }],
     units: [{ unit: 'main.o', source: 'main.c', objects: ['app'], pre: 'units/0/pre.o', post: 'units/0/post.o' }],
-    functions: [{ object: 'app', unit: 'main.o', function: 'f', section: '.text.f', kind: 'changed', reason: 'code differs' }],
+    functions: [{ object: 'app', unit: 'main.o', function: 'f', section: '.text.f', kind: 'changed', reason: 'code differs',
+      local: false, pre: { symbol: 'f', section: '.text.f' }, post: { symbol: 'f', section: '.text.f' } }],
     data: [],
   };
 }
