@@ -9,6 +9,7 @@ type Command = (argv: string[], out: Output) => number | Promise<number>;
 const COMMANDS: Record<string, { run: () => Promise<Command>; summary: string }> = {
   create: { run: async () => (await import('./create.js')).createCommand, summary: 'build an update from a patch and the source' },
   inspect: { run: async () => inspectCommand, summary: 'show what an update changes and why' },
+  vm: { run: async () => (await import('./vm.js')).vmCommand, summary: 'run a command in a throwaway VM of the target kernel' },
 };
 
 const HELP = `tsplice: rebootless, restartless security updates for Linux
