@@ -392,6 +392,18 @@ export async function buildPrePost(options: BuildPrePostOptions): Promise<PrePos
   };
 }
 
+/**
+ * The post objects are what gets linked into the running process, in memory
+ * near the patched file but far from the shared libraries. Code built for an
+ * executable (-fPIE, -fno-pic) reaches external data such as `stderr`
+ * directly (PC32, expecting a copy relocation), which cannot reach a
+ * library's variable from there; this flag makes gcc go through the GOT for
+ * every external symbol, which the linker builds locally. It changes nothing
+ * but how external symbols are reached, so what changed is still decided by
+ * comparing pre with the lines tree (built without it).
+ */
+const SHIP_FLAGS = ['-mno-direct-extern-access'];
+
 interface BuildTreeArgs {
   wrappers: Wrappers;
   logs: string;
@@ -408,7 +420,10 @@ async function buildTree(dir: string, name: 'pre' | 'post' | 'lines', args: Buil
   mkdirSync(logDir, { recursive: true });
   const env = wrapperEnvironment(
     args.wrappers,
-    { logDir, treeDir: dir, mapTreeTo: args.srcDir, sourceDateEpoch: args.sourceDateEpoch },
+    {
+      logDir, treeDir: dir, mapTreeTo: args.srcDir, sourceDateEpoch: args.sourceDateEpoch,
+      shipFlags: name === 'post' ? SHIP_FLAGS : undefined,
+    },
     args.env,
   );
   env.MAKEFLAGS = makeFlags(args.jobs, args.env.MAKEFLAGS);
@@ -526,7 +541,6 @@ function findChanged(pre: RawBuild, post: RawBuild, lines: RawBuild, patch: Appl
   for (const c of post.compiles) {
     const object = inTree(post.dir, c.output);
     const before = preObjects.get(object);
-    if (before && sameBytes(before.output, c.output)) continue;
     const linesCompile = linesObjects.get(object);
     if (!linesCompile) {
       throw new TspliceError(
@@ -535,6 +549,8 @@ function findChanged(pre: RawBuild, post: RawBuild, lines: RawBuild, patch: Appl
         { object },
       );
     }
+    // The lines build has pre's flags and line numbers (post has extra code-generation flags): same bytes, no change.
+    if (before && sameBytes(before.output, linesCompile.output)) continue;
     const containers = new Map<string, ContainingOutput>();
     for (const o of [...(preContainment.get(object) ?? []), ...(postContainment.get(object) ?? [])]) {
       containers.set(o.path, o);

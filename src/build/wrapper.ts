@@ -70,6 +70,8 @@ export interface RecordingSetup {
   mapTreeTo: string;
   /** Value of SOURCE_DATE_EPOCH. */
   sourceDateEpoch: number;
+  /** Extra flags for compiles in this tree (the shipped post objects), or none. */
+  shipFlags?: string[];
 }
 
 const COMPILER_NAME = /^(?:[a-z0-9_]+-(?:[a-z0-9_]+-)?linux-[a-z0-9_]+-)?(?:cc|c89|c99|gcc|g\+\+|c\+\+|clang|clang\+\+)(?:-\d+(?:\.\d+)*)?$/;
@@ -128,6 +130,8 @@ export function wrapperScript(kind: ToolKind, tool: readonly string[]): string {
           '  set -- "$@" "-ffile-prefix-map=$TSPLICE_TREE=$TSPLICE_MAP_TO"',
           'fi',
           'set -- "$@" -ffunction-sections -fdata-sections "-frandom-seed=$seed"',
+          // Extra code-generation flags for one tree only (split into words on purpose).
+          'if [ -n "$compile" ] && [ -n "$TSPLICE_SHIP_CFLAGS" ]; then set -- "$@" $TSPLICE_SHIP_CFLAGS; fi',
         ]
       : [];
   const reserve = [
@@ -242,6 +246,7 @@ export function wrapperEnvironment(
     TSPLICE_TREE: setup.treeDir,
     TSPLICE_MAP_TO: setup.mapTreeTo,
     SOURCE_DATE_EPOCH: String(setup.sourceDateEpoch),
+    TSPLICE_SHIP_CFLAGS: (setup.shipFlags ?? []).join(' '),
   };
 }
 
