@@ -9,6 +9,9 @@ type Command = (argv: string[], out: Output) => number | Promise<number>;
 const COMMANDS: Record<string, { run: () => Promise<Command>; summary: string }> = {
   create: { run: async () => (await import('./create.js')).createCommand, summary: 'build an update from a patch and the source' },
   inspect: { run: async () => inspectCommand, summary: 'show what an update changes and why' },
+  apply: { run: async () => (await import('./apply.js')).applyCommand, summary: 'apply an update to running processes (or the kernel)' },
+  undo: { run: async () => (await import('./undo.js')).undoCommand, summary: 'take an applied update back' },
+  list: { run: async () => (await import('./list.js')).listCommand, summary: 'list the updates applied to a process' },
   vm: { run: async () => (await import('./vm.js')).vmCommand, summary: 'run a command in a throwaway VM of the target kernel' },
 };
 

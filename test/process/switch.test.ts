@@ -77,10 +77,10 @@ test('redirect get_value to new code, record it, then undo and remove the record
 
     const stored = writeRecord(session, {
       id: 't1',
-      object: program.binary,
+      objects: [program.binary],
       appliedAt: new Date().toISOString(),
-      codeRegion: code,
-      redirects: [{ name: 'get_value', from: fn.address, to: code.start, original: applied.originals[0].toString('hex') }],
+      codeRegions: [code],
+      redirects: [{ name: 'get_value', object: program.binary, from: fn.address, to: code.start, original: applied.originals[0].toString('hex') }],
       freezeMs: applied.freezeMs,
     });
     assert.equal(stored.order, 1);
@@ -93,7 +93,7 @@ test('redirect get_value to new code, record it, then undo and remove the record
     const records = readRecords(program.pid);
     assert.equal(records.length, 1);
     assert.equal(records[0].id, 't1');
-    assert.deepEqual(records[0].codeRegion, code);
+    assert.deepEqual(records[0].codeRegions, [code]);
     assert.equal(records[0].redirects[0].from, fn.address);
     assert.ok(readMaps(program.pid).some((m) => /tsplice:t1/.test(m.path)));
 

@@ -11,6 +11,8 @@ import type { ProcessSession } from './session.js';
 export interface RedirectRecord {
   /** Function name. */
   name: string;
+  /** File (basename) holding the old function. */
+  object: string;
   /** Old entry point, where the jump was written. */
   from: bigint;
   /** New code it jumps to. */
@@ -21,11 +23,12 @@ export interface RedirectRecord {
 
 export interface UpdateRecord {
   id: string;
-  /** The object (executable or library path) the update changes. */
-  object: string;
+  /** The objects (executable or library basenames) the update changes in this process. */
+  objects: string[];
   /** ISO 8601. */
   appliedAt: string;
-  codeRegion: Region;
+  /** Memory made for the new code, one region per patched object. */
+  codeRegions: Region[];
   redirects: RedirectRecord[];
   freezeMs: number;
   /** Sequence number: updates are undone last-in, first-out. */
@@ -79,10 +82,10 @@ export function decodeRecord(bytes: Buffer): UpdateRecord | undefined {
   if (HEADER_SIZE + length > bytes.length) return undefined;
   let raw: {
     id: string;
-    object: string;
+    objects: string[];
     appliedAt: string;
-    codeRegion: { start: string; size: string };
-    redirects: { name: string; from: string; to: string; original: string }[];
+    codeRegions: { start: string; size: string }[];
+    redirects: { name: string; object: string; from: string; to: string; original: string }[];
     freezeMs: number;
     order: number;
   };
@@ -90,10 +93,12 @@ export function decodeRecord(bytes: Buffer): UpdateRecord | undefined {
     raw = JSON.parse(bytes.subarray(HEADER_SIZE, HEADER_SIZE + length).toString('utf8'));
     return {
       id: raw.id,
-      object: raw.object,
+      objects: raw.objects.map(String),
       appliedAt: raw.appliedAt,
-      codeRegion: { start: BigInt(raw.codeRegion.start), size: BigInt(raw.codeRegion.size) },
-      redirects: raw.redirects.map((r) => ({ name: r.name, from: BigInt(r.from), to: BigInt(r.to), original: r.original })),
+      codeRegions: raw.codeRegions.map((r) => ({ start: BigInt(r.start), size: BigInt(r.size) })),
+      redirects: raw.redirects.map((r) => ({
+        name: r.name, object: r.object, from: BigInt(r.from), to: BigInt(r.to), original: r.original,
+      })),
       freezeMs: raw.freezeMs,
       order: raw.order,
     };

@@ -1,0 +1,295 @@
+// Apply an update to a running process:
+//   match   every changed function against the code in memory (run-pre)
+//   link    the post code into memory made within ±2 GiB of each patched file
+//   record  the update in the target (so list/undo work from any shell)
+//   switch  freeze, stack check, 5-byte jumps at the old entries, resume
+// Everything slow happens before the freeze; any failure undoes what was
+// done so far and leaves the process running as it was.
+
+import { basename } from 'node:path';
+import { switchCode } from '../../apply/switch.js';
+import { trampolineFor } from '../../apply/trampoline.js';
+import { parseElf, type ElfFile } from '../../elf/reader.js';
+import { TspliceError, asTspliceError } from '../../errors.js';
+import { layoutBlock, type BlockLayout } from '../../link/layout.js';
+import { linkBlock } from '../../link/link.js';
+import { createRunningImage, type RunningImage } from '../../match/image.js';
+import { CachedReader, ProcessMemoryReader } from '../../match/memory.js';
+import { preFunction, type PreFunction } from '../../match/pre.js';
+import { matchUnit, type UnitMatch } from '../../match/unit.js';
+import { type Progress, silentProgress } from '../../progress.js';
+import type { FunctionRecord, PatchedObject, UnitRecord } from '../../update/manifest.js';
+import type { UpdatePackage } from '../../update/package.js';
+import { loadObject, mainExecutablePath, mappedFiles, type LoadedObject } from './loaded-objects.js';
+import { readMaps } from './maps.js';
+import { encodeRecord, readRecords, removeRecord, writeRecord, type RedirectRecord, type StoredRecord } from './record.js';
+import { remoteFunctionCall } from './remote-call.js';
+import { PROT_EXEC, PROT_READ, PROT_WRITE, type Region, remoteMmap, remoteMprotect, remoteMunmap } from './remote-syscall.js';
+import { createResolver } from './resolver.js';
+import { ProcessSession } from './session.js';
+import { processSwitchTarget } from './switch-target.js';
+import { threadName } from './threads.js';
+
+export interface ProcessApplyOptions {
+  pid: number;
+  /** Freeze attempts while a function is busy (default 5). */
+  retries?: number;
+  retryDelayMs?: number;
+  progress?: Progress;
+}
+
+export interface AppliedFunction {
+  object: string;
+  function: string;
+  /** Old entry point (where the jump is). */
+  from: bigint;
+  /** New code. */
+  to: bigint;
+}
+
+export interface ProcessApplyResult {
+  id: string;
+  pid: number;
+  functions: AppliedFunction[];
+  /** Files the update patches that this process does not map. */
+  skippedObjects: string[];
+  freezeMs: number;
+  tries: number;
+  /** From start to finish of the whole apply. */
+  totalMs: number;
+}
+
+/** One unit's part of the apply, prepared before any memory is touched. */
+interface UnitPlan {
+  unit: UnitRecord;
+  post: ElfFile;
+  functions: FunctionRecord[];
+  match: UnitMatch;
+  layout: BlockLayout;
+  /** Changed functions: pre function and where it runs now. */
+  redirects: Array<{ record: FunctionRecord; address: bigint; size: number }>;
+  /** Ranges no thread may be in: the old functions and their cold parts. */
+  busy: Array<{ name: string; start: bigint; end: bigint }>;
+  pre?: ElfFile;
+}
+
+interface ObjectPlan {
+  object: PatchedObject;
+  loaded: LoadedObject;
+  image: RunningImage;
+  units: UnitPlan[];
+}
+
+const PROTECTIONS = { rx: PROT_READ | PROT_EXEC, r: PROT_READ, rw: PROT_READ | PROT_WRITE } as const;
+
+export async function applyToProcess(pkg: UpdatePackage, options: ProcessApplyOptions): Promise<ProcessApplyResult> {
+  const started = process.hrtime.bigint();
+  const progress = options.progress ?? silentProgress;
+  const { manifest } = pkg;
+  const { pid } = options;
+
+  if (readRecords(pid).some((r) => r.id === manifest.id)) {
+    throw new TspliceError('already_applied', `update ${manifest.id} is already applied to process ${pid}; ` +
+      `tsplice list --pid ${pid} shows what is applied`, { pid, id: manifest.id });
+  }
+
+  progress.step(`matching the running code of process ${pid}`);
+  const reader = new CachedReader(new ProcessMemoryReader(pid));
+  const { plans, skipped, objects } = planObjects(pkg, pid, reader);
+  progress.done();
+
+  const session = ProcessSession.attach(pid);
+  const regions: Region[] = [];
+  let record: StoredRecord | undefined;
+  try {
+    progress.step('linking the new code into the process');
+    const resolveIfunc = (fn: bigint): bigint => remoteFunctionCall(session, fn);
+    const redirects: RedirectRecord[] = [];
+    const writes: Array<{ addr: bigint; bytes: Buffer }> = [];
+    const busy: Array<{ name: string; start: bigint; end: bigint }> = [];
+    const applied: AppliedFunction[] = [];
+    for (const plan of plans) {
+      const size = plan.units.reduce((n, u) => n + u.layout.size, 0);
+      const region = remoteMmap(session, {
+        near: { start: plan.loaded.start, end: plan.loaded.end }, size, prot: PROT_READ | PROT_WRITE,
+        name: `tsplice:${manifest.id}:code`,
+      });
+      regions.push(region);
+      let offset = 0n;
+      for (const unit of plan.units) {
+        const base = region.start + offset;
+        offset += BigInt(unit.layout.size);
+        const resolver = createResolver({
+          pre: unit.pre, image: plan.image, reader, matched: unit.match.symbols, objects: objectsFor(plan, objects),
+          resolveIfunc,
+        });
+        const linked = linkBlock(unit.layout, base, resolver);
+        session.memory.write(base, linked.bytes);
+        for (const range of linked.ranges) {
+          remoteMprotect(session, { start: range.start, size: range.end - range.start }, PROTECTIONS[range.prot]);
+        }
+        for (const r of unit.redirects) {
+          const post = r.record.post;
+          const to = post && (linked.functions.get(post.section) ?? linked.functions.get(post.symbol));
+          if (to === undefined) {
+            throw new TspliceError('internal', `the linker did not place ${r.record.function} of ${r.record.unit}`);
+          }
+          const jump = trampolineFor({ name: r.record.function, address: r.address, size: r.size }, to);
+          writes.push(jump);
+          redirects.push({
+            name: r.record.function, object: plan.object.name, from: r.address, to,
+            original: session.memory.read(r.address, jump.bytes.length).toString('hex'),
+          });
+          applied.push({ object: plan.object.name, function: r.record.function, from: r.address, to });
+        }
+        busy.push(...unit.busy);
+      }
+    }
+    progress.done();
+
+    // Recorded before the switch, so a process never runs patched code without a record saying so.
+    record = writeRecord(session, {
+      id: manifest.id, objects: plans.map((p) => p.object.name), appliedAt: new Date().toISOString(),
+      codeRegions: regions, redirects, freezeMs: 0,
+    });
+
+    progress.step('switching (freeze, stack check, jumps)');
+    const switched = await switchCode(processSwitchTarget(session), {
+      writes, busy, retries: options.retries, retryDelayMs: options.retryDelayMs,
+    });
+    progress.done();
+    rewriteRecord(session, { ...record, freezeMs: switched.freezeMs });
+    return {
+      id: manifest.id, pid, functions: applied, skippedObjects: skipped, freezeMs: switched.freezeMs,
+      tries: switched.tries, totalMs: Number(process.hrtime.bigint() - started) / 1e6,
+    };
+  } catch (e) {
+    progress.fail();
+    rollBack(session, record, regions, e);
+    throw e;
+  } finally {
+    session.detach();
+  }
+}
+
+/** Update the record's contents in place (its region is read-only in the target, but /proc/PID/mem writes it). */
+function rewriteRecord(session: ProcessSession, record: StoredRecord): void {
+  const { recordRegion, ...rest } = record;
+  const bytes = encodeRecord(rest);
+  if (BigInt(bytes.length) <= recordRegion.size) session.memory.write(recordRegion.start, bytes);
+}
+
+function rollBack(session: ProcessSession, record: StoredRecord | undefined, regions: Region[], cause: unknown): void {
+  const err = asTspliceError(cause);
+  // target_gone: nothing left to clean up in a process that no longer exists.
+  if (err.code === 'target_gone') return;
+  try {
+    if (record) removeRecord(session, record);
+    for (const region of regions) remoteMunmap(session, region);
+  } catch {
+    // The original error is what the user needs; a failed cleanup of a dying process adds nothing.
+  }
+}
+
+/** The loaded objects for symbol lookup: the patched file first, then the rest in address order. */
+function objectsFor(plan: ObjectPlan, all: LoadedObject[]): LoadedObject[] {
+  return [plan.loaded, ...all.filter((o) => o !== plan.loaded)];
+}
+
+/** Find the update's files in the process and match every changed function. */
+function planObjects(pkg: UpdatePackage, pid: number, reader: CachedReader): {
+  plans: ObjectPlan[]; skipped: string[]; objects: LoadedObject[];
+} {
+  const { manifest } = pkg;
+  const maps = readMaps(pid);
+  const files = mappedFiles(maps);
+  const mainPath = mainExecutablePath(pid);
+  const objects: LoadedObject[] = [];
+  const loadedByPath = new Map<string, LoadedObject>();
+  const load = (path: string): LoadedObject => {
+    let o = loadedByPath.get(path);
+    if (!o) {
+      o = loadObject(pid, path, files.get(path) ?? [], path === mainPath);
+      loadedByPath.set(path, o);
+    }
+    return o;
+  };
+  for (const path of files.keys()) {
+    try {
+      objects.push(load(path));
+    } catch (e) {
+      // Not every mapped file is ELF (locale archives, fonts): only ELF files can define symbols.
+      if (asTspliceError(e).code !== 'bad_input') throw e;
+    }
+  }
+  objects.sort((a, b) => Number(!a.isMain) - Number(!b.isMain));
+
+  const plans: ObjectPlan[] = [];
+  const skipped: string[] = [];
+  for (const object of manifest.objects) {
+    const loaded = objects.find((o) => o.name === object.name || (object.soname !== undefined && o.name === object.soname) ||
+      (object.soname !== undefined && o.elf.soname === object.soname) ||
+      (object.kind === 'executable' && o.isMain && basename(object.path) === o.name));
+    if (!loaded) {
+      skipped.push(object.name);
+      continue;
+    }
+    const image = createRunningImage(loaded.elf, loaded.bias, loaded.path);
+    const units = manifest.units.filter((u) => object.units.includes(u.unit))
+      .map((unit) => planUnit(pkg, object, unit, image, reader));
+    plans.push({ object, loaded, image, units });
+  }
+  if (plans.length === 0) {
+    const comm = commOf(pid);
+    throw new TspliceError('no_match',
+      `process ${pid}${comm ? ` (${comm})` : ''} does not map ${manifest.objects.map((o) => o.name).join(' or ')}, ` +
+      `which update ${manifest.id} patches: check the pid, or that this is the program the update was built for`,
+      { pid, objects: manifest.objects.map((o) => o.name) });
+  }
+  return { plans, skipped, objects };
+}
+
+function planUnit(pkg: UpdatePackage, object: PatchedObject, unit: UnitRecord, image: RunningImage,
+  reader: CachedReader): UnitPlan {
+  const post = parseElf(pkg.files.get(unit.post) as Buffer, `${unit.unit} (post)`);
+  const pre = unit.pre ? parseElf(pkg.files.get(unit.pre) as Buffer, `${unit.unit} (pre)`) : undefined;
+  const functions = pkg.manifest.functions.filter((f) => f.object === object.name && f.unit === unit.unit);
+  const changed = functions.filter((f) => f.kind === 'changed');
+  const preFns: PreFunction[] = [];
+  const coldParts: PreFunction[] = [];
+  if (pre) {
+    for (const f of changed) {
+      if (!f.pre) continue;
+      preFns.push(preFunction(pre, f.pre.symbol, unit.unit));
+      // A cold part may hold a thread (an error path that blocks): it must be checked too.
+      const cold = pre.symbols.find((s) => s.name === `${f.pre?.symbol}.cold`);
+      if (cold) coldParts.push(preFunction(pre, cold.name, unit.unit));
+    }
+  }
+  const match = matchUnit([...preFns, ...coldParts], image, reader);
+  const redirects = changed.map((record) => {
+    const ok = match.functions.get(record.pre?.symbol ?? record.function);
+    if (!ok) throw new TspliceError('internal', `no match result for ${record.function}`);
+    return { record, address: ok.address, size: ok.size };
+  });
+  const busy = [...match.functions.entries()].map(([name, ok]) => ({ name, start: ok.address, end: ok.address + BigInt(ok.size) }));
+
+  const install = functions.filter((f) => f.kind !== 'deleted' && f.post).map((f) => f.post?.section as string);
+  const newSections = [
+    ...functions.filter((f) => f.kind === 'new' && f.post).map((f) => f.post?.section as string),
+    ...pkg.manifest.data.filter((d) => d.object === object.name && d.unit === unit.unit && d.kind === 'new').map((d) => d.section),
+  ];
+  const layout = layoutBlock({ elf: post, unit: unit.unit, install, newSections });
+  if (layout.alignment > 4096) {
+    throw new TspliceError('unsupported_change', `${unit.unit}: the new code needs ${layout.alignment}-byte alignment`);
+  }
+  return { unit, post, pre, functions, match, layout, redirects, busy };
+}
+
+function commOf(pid: number): string | undefined {
+  try {
+    return threadName(pid, pid);
+  } catch {
+    return undefined;
+  }
+}
