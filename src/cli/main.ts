@@ -12,6 +12,7 @@ const COMMANDS: Record<string, { run: () => Promise<Command>; summary: string }>
   apply: { run: async () => (await import('./apply.js')).applyCommand, summary: 'apply an update to running processes (or the kernel)' },
   undo: { run: async () => (await import('./undo.js')).undoCommand, summary: 'take an applied update back' },
   list: { run: async () => (await import('./list.js')).listCommand, summary: 'list the updates applied to a process' },
+  demo: { run: async () => (await import('./demo.js')).demoCommand, summary: 'live demo: patch a running server without restarting it' },
   vm: { run: async () => (await import('./vm.js')).vmCommand, summary: 'run a command in a throwaway VM of the target kernel' },
 };
 
