@@ -33,7 +33,9 @@ abi=$(sed -n "s/^export const KERNEL_PIN.*abi: '\([^']*\)'.*/\1/p" "$pin_file" 2
 version=$(sed -n "s/^export const KERNEL_PIN.*version: '\([^']*\)'.*/\1/p" "$pin_file" 2>/dev/null || true)
 lists_ok=yes
 if [ -n "$abi" ] && [ -n "$version" ]; then
-  if ! apt-cache madison "linux-image-$abi-cloud-amd64" 2>/dev/null | grep -q " $version "; then
+  # Captured first: with pipefail, grep -q closing the pipe early would fail the pipeline.
+  known=$(apt-cache madison "linux-image-$abi-cloud-amd64" 2>/dev/null || true)
+  if ! printf '%s\n' "$known" | grep -q " $version "; then
     lists_ok=no
   fi
 fi
@@ -45,7 +47,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "kernel-deps: installing ${missing[*]}"
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-if [ -n "$abi" ] && [ -n "$version" ] && ! apt-cache madison "linux-image-$abi-cloud-amd64" | grep -q " $version "; then
+known=$(apt-cache madison "linux-image-$abi-cloud-amd64" 2>/dev/null || true)
+if [ -n "$abi" ] && [ -n "$version" ] && ! printf '%s\n' "$known" | grep -q " $version "; then
   echo "kernel-deps: linux-image-$abi-cloud-amd64 $version is not in the configured Debian archive;" >&2
   echo "kernel-deps: change KERNEL_PIN in src/targets/kernel/vm/kernel-packages.ts" >&2
   exit 1
