@@ -184,7 +184,9 @@ export async function ensureKernelHeaders(options: KernelCacheOptions = {}): Pro
   const buildDir = join(root, 'usr', 'src', `linux-headers-${release}`);
   const makefile = join(buildDir, 'Makefile');
   const text = readFileSync(makefile, 'utf8');
-  const relocated = text.replaceAll('/usr/src/', `${join(root, 'usr', 'src')}/`);
+  // Whole paths up to their last /usr/src/, so running this again (or on a tree an older version rewrote
+  // more than once) leaves exactly one cache prefix.
+  const relocated = text.replace(/(^|[\s'"=:])[^\s'"=:]*\/usr\/src\//gm, `$1${join(root, 'usr', 'src')}/`);
   if (relocated !== text) writeFileSync(makefile, relocated);
   return { buildDir, release };
 }
