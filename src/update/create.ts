@@ -6,7 +6,7 @@
 
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { basename, join } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { checkSupportedChanges } from '../analysis/check.js';
 import { diffUnit, type UnitDiff } from '../analysis/diff.js';
 import { type ChangedObject, buildPrePost } from '../build/builder.js';
@@ -40,8 +40,10 @@ export interface CreateResult {
   seconds: number;
 }
 
-export async function createUpdate(options: CreateOptions): Promise<CreateResult> {
+export async function createUpdate(given: CreateOptions): Promise<CreateResult> {
   const started = process.hrtime.bigint();
+  // The build runs in copies of the tree: paths the user gave relative to their shell must not follow it there.
+  const options = { ...given, srcDir: resolve(given.srcDir), patchFile: resolve(given.patchFile), outDir: resolve(given.outDir) };
   const progress = options.progress ?? silentProgress;
   if (options.id !== undefined) checkUpdateId(options.id);
   let patchText: Buffer;

@@ -85,6 +85,13 @@ export interface SessionOptions {
   pumpIntervalMs?: number;
 }
 
+/**
+ * Processes this Node process has a session on. ptrace state belongs to the
+ * whole tracer process, so this is process-wide too: it tells a thread that
+ * TRACECLONE attached to our session from one traced by another session.
+ */
+const sessionPids = new Set<number>();
+
 const JOB_CONTROL_STOPS = new Set([SIGSTOP, SIGTSTP, SIGTTIN, SIGTTOU]);
 
 /** Sleep without yielding to the event loop: the freeze must stay synchronous. */
@@ -122,9 +129,14 @@ export class ProcessSession {
 
   /** Seize every thread of pid. Threads keep running. */
   static attach(pid: number, options: SessionOptions = {}): ProcessSession {
+    if (sessionPids.has(pid)) {
+      throw new TspliceError('permission', `process ${pid} is already being traced by this tsplice process ` +
+        '(another operation on it is in progress); wait for it to finish', { pid });
+    }
     checkAttachable(pid);
     const memory = new ProcessMemory(pid);
     const session = new ProcessSession(pid, memory, options);
+    sessionPids.add(pid);
     try {
       session.seizeNewThreads();
       if (session.threads.size === 0) {
@@ -276,8 +288,18 @@ export class ProcessSession {
     try {
       this.interruptAndCollect(this.stopTimeoutMs);
     } catch {
-      // Detach what did stop; a thread that never stopped is detached by the
-      // kernel when tsplice exits.
+      // Collect what is still on its way to a stop (interrupted, or a new clone), so that it can be
+      // detached too: a thread left traced by a long-lived tracer would stay stopped for good.
+      const pending = new Set([...this.threads.values()].filter((t) => t.state !== 'stopped').map((t) => t.tid));
+      try {
+        for (const tid of pending) {
+          const thread = this.threads.get(tid);
+          if (thread?.state === 'running') this.interrupt(thread);
+        }
+        this.collect(pending, 500, false);
+      } catch {
+        // A thread that never stopped is detached by the kernel when tsplice exits.
+      }
     }
     for (const thread of this.threads.values()) {
       if (thread.state !== 'stopped') continue;
@@ -287,6 +309,7 @@ export class ProcessSession {
     }
     this.threads.clear();
     this.attached = false;
+    sessionPids.delete(this.pid);
     this.frozen = false;
     this.leaveRealtime();
     this.memory.close();
@@ -317,6 +340,14 @@ export class ProcessSession {
         const { errno } = ptrace(PTRACE_SEIZE, tid, 0n, BigInt(PTRACE_O_TRACECLONE | PTRACE_O_TRACEEXEC));
         if (errno === ESRCH) continue; // exited between the listing and the seize
         if (isExiting(this.pid, tid)) continue; // a zombie cannot be traced, and needs no freezing
+        if (errno !== 0 && tracedByUs(this.pid, tid)) {
+          // Cloned by a thread we trace (TRACECLONE attached it) before its clone event was collected:
+          // it is ours already, and starts with a stop of its own to collect.
+          this.threads.set(tid, newThread(tid, 'starting'));
+          added.push(tid);
+          fresh++;
+          continue;
+        }
         if (errno !== 0) throw attachError(this.pid, tid, errno);
         this.threads.set(tid, newThread(tid, 'running'));
         if (!this.frozen) this.names.set(tid, threadName(this.pid, tid));
@@ -623,4 +654,9 @@ function commOf(pid: number): string {
   } catch {
     return '?';
   }
+}
+
+/** The thread is already traced by this process (attached through TRACECLONE). */
+function tracedByUs(pid: number, tid: number): boolean {
+  return Number(statusField(`/proc/${pid}/task/${tid}`, 'TracerPid') ?? '0') === process.pid;
 }
