@@ -55,6 +55,14 @@ export interface LinkedBlock {
   /** Protections to apply once the bytes are written. */
   ranges: LinkedRange[];
   gotSlots: GotSlot[];
+  /** Call stubs written (`jmp *slot(%rip)`): where each is, the slot it jumps through, and whom it reaches. */
+  stubs: CallStub[];
+}
+
+export interface CallStub {
+  address: bigint;
+  slot: bigint;
+  symbol: string;
 }
 
 /** Where a relocation is, for messages. */
@@ -86,6 +94,7 @@ class BlockLinker {
   private readonly sectionSymbols: Map<number, ElfSymbol[]>;
   private readonly answers = new Map<string, Resolution | undefined>();
   private readonly slots = new Map<number, GotSlot>();
+  private readonly stubs = new Map<number, CallStub>();
   /** Sections whose local-dynamic TLS sequences were relaxed to local-exec (DTPOFF then means tp offset). */
   private localDynamicRelaxed: boolean | undefined;
 
@@ -124,6 +133,7 @@ class BlockLinker {
       })),
       ranges: layout.ranges.map((r) => ({ start: this.at(r.start), end: this.at(r.end), prot: r.prot })),
       gotSlots: [...this.slots.values()].sort((a, b) => (a.address < b.address ? -1 : 1)),
+      stubs: [...this.stubs.values()].sort((a, b) => (a.address < b.address ? -1 : 1)),
     };
   }
 
@@ -383,6 +393,7 @@ class BlockLinker {
     this.bytes[stub.code] = 0xff;
     this.bytes[stub.code + 1] = 0x25;
     writeField(this.bytes, stub.code + 2, 4, disp);
+    this.stubs.set(stub.code, { address: stubAddress, slot: jumpSlot, symbol: site.symbol });
     return this.write(site, 4, stubAddress - (P + 4n), 'signed');
   }
 

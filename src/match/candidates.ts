@@ -18,7 +18,8 @@ export interface Candidate {
   address: bigint;
   /** Size of the running function, when a symbol gives it. */
   size?: number;
-  source: 'symtab' | 'dynsym' | 'scan';
+  /** update: the copy of the function an applied update placed in the process. */
+  source: 'symtab' | 'dynsym' | 'scan' | 'update';
   /** Name of the running symbol, when found by symbol. */
   symbol?: string;
   /** Source file a local symbol belongs to (the STT_FILE symbol before it). */

@@ -5,6 +5,7 @@
 
 import { DT_NULL, ET_DYN, ET_EXEC, PT_INTERP, SHN_UNDEF, SHT_DYNAMIC, STB_LOCAL, STT_FILE, STT_TLS } from '../elf/constants.js';
 import type { ElfFile, ElfSymbol } from '../elf/reader.js';
+import { R_X86_64_GLOB_DAT, R_X86_64_TPOFF64 } from '../elf/x86_64.js';
 import { findPltStubs, type PltStub } from './plt.js';
 
 /** One dynamic relocation that fills a slot (GOT entry, copy, TLS word) when the object is loaded. */
@@ -37,6 +38,34 @@ export interface RunningImage {
   definitions: Map<string, bigint[]>;
   /** The reverse: names of those symbols by run-time address. */
   namesAt: Map<bigint, string[]>;
+  /**
+   * Code that updates already applied to the process placed for this
+   * object (see withInstalledCode): a function an update replaced runs there
+   * now, so matching a later update compares with it.
+   */
+  installed?: InstalledCode[];
+  /** Run-time address of such a copy → the entry of the function it replaced (which jumps to it). */
+  aliases?: Map<bigint, bigint>;
+}
+
+/** A function an applied update placed in the process. */
+export interface InstalledCode {
+  /** The update that placed it, for messages. */
+  update: string;
+  /** Translation unit (object path in the source tree) and symbol name it came from. */
+  unit: string;
+  name: string;
+  /** Where its code is, and its size. */
+  address: bigint;
+  size: number;
+  /** For a changed function: its old entry, which holds the jump here. Absent for new code and cold parts. */
+  entry?: bigint;
+}
+
+/** A call stub (`jmp *slot(%rip)`) or GOT slot an applied update's linker made, and the symbol it reaches. */
+export interface InstalledSlot {
+  address: bigint;
+  symbol: string;
 }
 
 export type { PltStub };
@@ -110,4 +139,39 @@ export function definedGlobalAddress(image: RunningImage, name: string): bigint 
 export function unversioned(name: string): string {
   const at = name.indexOf('@');
   return at < 0 ? name : name.slice(0, at);
+}
+
+/**
+ * `image` as it runs after earlier updates: their copies of functions (the
+ * latest one per unit and name wins), their call stubs (matched like PLT
+ * stubs) and their local GOT slots (like GOT slots filled by ld.so).
+ */
+export function withInstalledCode(
+  image: RunningImage,
+  installed: readonly InstalledCode[],
+  stubs: ReadonlyArray<InstalledSlot & { slot: bigint }> = [],
+  slots: ReadonlyArray<InstalledSlot & { holds: 'address' | 'tpoff' }> = [],
+): RunningImage {
+  const latest = new Map<string, InstalledCode>();
+  for (const code of installed) latest.set(`${code.unit}\0${code.name}`, code);
+  const aliases = new Map<bigint, bigint>(image.aliases ?? []);
+  for (const code of installed) if (code.entry !== undefined) aliases.set(code.address, code.entry);
+  const pltStubs = new Map(image.pltStubs);
+  for (const s of stubs) {
+    pltStubs.set(s.address, { address: s.address, slot: s.slot, symbol: unversioned(s.symbol), section: 'tsplice stub' });
+  }
+  const dynamicSlots = new Map(image.dynamicSlots);
+  for (const s of slots) {
+    dynamicSlots.set(s.address, {
+      slot: s.address, type: s.holds === 'tpoff' ? R_X86_64_TPOFF64 : R_X86_64_GLOB_DAT, symbol: unversioned(s.symbol), addend: 0n,
+    });
+  }
+  return { ...image, installed: [...(image.installed ?? []), ...latest.values()], aliases, pltStubs, dynamicSlots };
+}
+
+/** The latest applied copy of function `name` of `unit`, if an update placed one. */
+export function installedCopy(image: RunningImage, unit: string, name: string): InstalledCode | undefined {
+  const all = image.installed ?? [];
+  for (let i = all.length - 1; i >= 0; i--) if (all[i].unit === unit && all[i].name === name) return all[i];
+  return undefined;
 }

@@ -77,7 +77,9 @@ export function resolveField(r: PreRelocation, field: bigint, P: bigint, ctx: Fi
  * The symbol's run-time address is `S`. When S is a PLT stub, the code calls
  * through the PLT: record the stub and check it reaches the same symbol.
  */
-export function symbolAt(r: PreRelocation, S: bigint, ctx: FieldContext): FieldOutcome {
+export function symbolAt(r: PreRelocation, at: bigint, ctx: FieldContext): FieldOutcome {
+  // A copy of a function placed by an earlier update is reached through the function's entry.
+  const S = ctx.image.aliases?.get(at) ?? at;
   const stub = ctx.image.pltStubs.get(S);
   const wanted = unversioned(r.symbolName);
   if (!stub) {
@@ -95,7 +97,8 @@ export function symbolAt(r: PreRelocation, S: bigint, ctx: FieldContext): FieldO
     }
     return { resolution: { address: S } };
   }
-  if (isSectionSymbol(r.symbol) || isLocal(r.symbol) || stub.symbol !== wanted) {
+  // A static IFUNC is called through a PLT stub too, one with an IRELATIVE slot.
+  if (isSectionSymbol(r.symbol) || (isLocal(r.symbol) && !stub.irelative) || stub.symbol !== wanted) {
     return {
       mismatch: `the running code reaches ${stub.symbol} through its PLT stub at ${hex(S)}, the pre code refers to ${wanted}`,
     };

@@ -91,8 +91,10 @@ class FunctionMatcher {
 
   run(): MatchOk | MatchFail {
     const { pre, address } = this;
+    // The copy of a function an earlier update placed stands for the function: its address is the old entry.
+    const entry = this.image.aliases?.get(address) ?? address;
     const self = this.set.add(
-      { key: pre.name, section: { name: pre.section.name, offset: 0n } }, { address }, `${pre.name} entry (${hex(address)})`,
+      { key: pre.name, section: { name: pre.section.name, offset: 0n } }, { address: entry }, `${pre.name} entry (${hex(entry)})`,
     );
     if (self) return this.fail(0n, address, self);
 

@@ -9,7 +9,7 @@ import { SHF_EXECINSTR, STT_FILE, STT_SECTION, STT_TLS, SHN_UNDEF, SHN_LORESERVE
 import type { ElfFile, ElfSymbol } from '../elf/reader.js';
 import { TspliceError } from '../errors.js';
 import { findCandidates, type Candidate } from './candidates.js';
-import { definedGlobalAddress, type RunningImage } from './image.js';
+import { definedGlobalAddress, installedCopy, type InstalledCode, type RunningImage } from './image.js';
 import type { CodeReader } from './memory.js';
 import { CachedReader } from './memory.js';
 import { preFunctions, sourceFileName, type PreFunction } from './pre.js';
@@ -104,6 +104,8 @@ export function matchUnit(
 }
 
 function tryCandidates(pre: PreFunction, image: RunningImage, reader: CodeReader, options: UnitMatchOptions): Tried {
+  const copy = installedCopy(image, pre.unit, pre.name);
+  if (copy) return tryInstalledCopy(pre, copy, image, reader, options);
   const candidates = findCandidates(pre, image, reader);
   if (candidates.length === 0) {
     const how = image.elf.symbols.length > 1 ? 'no function of that name in its symbol table' : 'the image is stripped and no code looks like it';
@@ -124,6 +126,25 @@ function tryCandidates(pre: PreFunction, image: RunningImage, reader: CodeReader
     });
   }
   return { pre, matches };
+}
+
+/**
+ * A function an applied update replaced (or added) runs as that update's
+ * copy: the pre code (built from the source with that update applied) must
+ * be that copy, nothing else.
+ */
+function tryInstalledCopy(
+  pre: PreFunction, copy: InstalledCode, image: RunningImage, reader: CodeReader, options: UnitMatchOptions,
+): Tried {
+  const result = matchFunction(pre, copy.address, reader, image, { ...options, runSize: copy.size });
+  if (!result.ok) {
+    throw new TspliceError('no_match',
+      `${describeFailure(pre, result)} [in the code update ${copy.update} installed for it]. ${pre.name} runs as ` +
+        `update ${copy.update} made it: build this update from the source with ${copy.update}'s patch applied ` +
+        '(and no other change to that function), or undo that update first.',
+      { function: pre.name, unit: pre.unit, offset: result.offset, address: hex(result.address), update: copy.update });
+  }
+  return { pre, matches: [{ candidate: { address: copy.address, size: copy.size, source: 'update', symbol: pre.name }, ok: result }] };
 }
 
 /**

@@ -8,12 +8,13 @@
 
 import { basename } from 'node:path';
 import { switchCode } from '../../apply/switch.js';
-import { trampolineFor } from '../../apply/trampoline.js';
+import { JMP_REL32_SIZE, decodeJmpRel32, trampolineFor } from '../../apply/trampoline.js';
+import { STT_FUNC } from '../../elf/constants.js';
 import { parseElf, type ElfFile } from '../../elf/reader.js';
 import { TspliceError, asTspliceError } from '../../errors.js';
 import { layoutBlock, type BlockLayout } from '../../link/layout.js';
-import { linkBlock } from '../../link/link.js';
-import { createRunningImage, type RunningImage } from '../../match/image.js';
+import { linkBlock, type LinkedBlock } from '../../link/link.js';
+import { createRunningImage, withInstalledCode, type InstalledCode, type RunningImage } from '../../match/image.js';
 import { CachedReader, ProcessMemoryReader } from '../../match/memory.js';
 import { preFunction, type PreFunction } from '../../match/pre.js';
 import { matchUnit, type UnitMatch } from '../../match/unit.js';
@@ -22,7 +23,10 @@ import type { FunctionRecord, PatchedObject, UnitRecord } from '../../update/man
 import type { UpdatePackage } from '../../update/package.js';
 import { loadObject, mainExecutablePath, mappedFiles, type LoadedObject } from './loaded-objects.js';
 import { readMaps } from './maps.js';
-import { encodeRecord, readRecords, removeRecord, writeRecord, type RedirectRecord, type StoredRecord } from './record.js';
+import {
+  encodeRecord, readRecords, removeRecord, writeRecord, type InstalledFunctionRecord, type RedirectRecord, type SlotRecord,
+  type StoredRecord,
+} from './record.js';
 import { remoteFunctionCall } from './remote-call.js';
 import { PROT_EXEC, PROT_READ, PROT_WRITE, type Region, remoteMmap, remoteMprotect, remoteMunmap } from './remote-syscall.js';
 import { createResolver } from './resolver.js';
@@ -88,14 +92,15 @@ export async function applyToProcess(pkg: UpdatePackage, options: ProcessApplyOp
   const { manifest } = pkg;
   const { pid } = options;
 
-  if (readRecords(pid).some((r) => r.id === manifest.id)) {
+  const earlier = readRecords(pid);
+  if (earlier.some((r) => r.id === manifest.id)) {
     throw new TspliceError('already_applied', `update ${manifest.id} is already applied to process ${pid}; ` +
       `tsplice list --pid ${pid} shows what is applied`, { pid, id: manifest.id });
   }
 
   progress.step(`matching the running code of process ${pid}`);
   const reader = new CachedReader(new ProcessMemoryReader(pid));
-  const { plans, skipped, objects } = planObjects(pkg, pid, reader);
+  const { plans, skipped, objects } = planObjects(pkg, pid, reader, earlier);
   progress.done();
 
   const session = ProcessSession.attach(pid);
@@ -108,6 +113,8 @@ export async function applyToProcess(pkg: UpdatePackage, options: ProcessApplyOp
     const writes: Array<{ addr: bigint; bytes: Buffer }> = [];
     const busy: Array<{ name: string; start: bigint; end: bigint }> = [];
     const applied: AppliedFunction[] = [];
+    const installed: InstalledFunctionRecord[] = [];
+    const slots: SlotRecord[] = [];
     for (const plan of plans) {
       const size = plan.units.reduce((n, u) => n + u.layout.size, 0);
       const region = remoteMmap(session, {
@@ -125,6 +132,7 @@ export async function applyToProcess(pkg: UpdatePackage, options: ProcessApplyOp
         });
         const linked = linkBlock(unit.layout, base, resolver);
         session.memory.write(base, linked.bytes);
+        slots.push(...slotsOf(linked, plan.object.name));
         for (const range of linked.ranges) {
           remoteMprotect(session, { start: range.start, size: range.end - range.start }, PROTECTIONS[range.prot]);
         }
@@ -142,6 +150,7 @@ export async function applyToProcess(pkg: UpdatePackage, options: ProcessApplyOp
           });
           applied.push({ object: plan.object.name, function: r.record.function, from: r.address, to });
         }
+        installed.push(...installedFunctions(unit, linked, plan.object.name, redirects));
         busy.push(...unit.busy);
       }
     }
@@ -150,7 +159,7 @@ export async function applyToProcess(pkg: UpdatePackage, options: ProcessApplyOp
     // Recorded before the switch, so a process never runs patched code without a record saying so.
     record = writeRecord(session, {
       id: manifest.id, objects: plans.map((p) => p.object.name), appliedAt: new Date().toISOString(),
-      codeRegions: regions, redirects, freezeMs: 0,
+      codeRegions: regions, redirects, installed, slots, freezeMs: 0,
     });
 
     progress.step('switching (freeze, stack check, jumps)');
@@ -196,8 +205,65 @@ function objectsFor(plan: ObjectPlan, all: LoadedObject[]): LoadedObject[] {
   return [plan.loaded, ...all.filter((o) => o !== plan.loaded)];
 }
 
+/** Every function the unit's block placed, where, and (for a changed one) the entry that jumps to it. */
+function installedFunctions(
+  unit: UnitPlan, linked: LinkedBlock, object: string, redirects: readonly RedirectRecord[],
+): InstalledFunctionRecord[] {
+  const out: InstalledFunctionRecord[] = [];
+  for (const placed of unit.layout.sections) {
+    if (placed.sectionClass !== 'code') continue;
+    const start = linked.base + BigInt(placed.offset);
+    for (const sym of unit.post.symbols) {
+      if (sym.shndx !== placed.section.index || sym.type !== STT_FUNC || sym.name === '') continue;
+      const address = start + sym.value;
+      const entry = redirects.find((r) => r.object === object && r.to === address)?.from;
+      out.push({
+        object, unit: unit.unit.unit, name: sym.name, address, size: sym.size > 0 ? sym.size : placed.section.size - Number(sym.value),
+        ...(entry !== undefined ? { entry } : {}),
+      });
+    }
+  }
+  return out;
+}
+
+/** The call stubs and local GOT slots of a linked block, with the symbols they reach. */
+function slotsOf(linked: LinkedBlock, object: string): SlotRecord[] {
+  const out: SlotRecord[] = linked.stubs.map((s) => ({ object, kind: 'stub', address: s.address, slot: s.slot, symbol: s.symbol }));
+  for (const g of linked.gotSlots) {
+    if (g.holds !== 'stub') out.push({ object, kind: g.holds, address: g.address, symbol: g.symbol });
+  }
+  return out;
+}
+
+/**
+ * The running image of a patched file as earlier updates left it: each
+ * function they placed, the latest copy of each counting only while its
+ * entry still jumps to it.
+ */
+function imageAfterUpdates(image: RunningImage, object: string, records: readonly StoredRecord[], reader: CachedReader): RunningImage {
+  const latest = new Map<string, InstalledCode>();
+  const stubs: Array<{ address: bigint; slot: bigint; symbol: string }> = [];
+  const slots: Array<{ address: bigint; symbol: string; holds: 'address' | 'tpoff' }> = [];
+  for (const record of records) {
+    for (const f of record.installed ?? []) {
+      if (f.object !== object) continue;
+      latest.set(`${f.unit}\0${f.name}`, {
+        update: record.id, unit: f.unit, name: f.name, address: f.address, size: f.size, ...(f.entry !== undefined ? { entry: f.entry } : {}),
+      });
+    }
+    for (const x of record.slots ?? []) {
+      if (x.object !== object) continue;
+      if (x.kind === 'stub' && x.slot !== undefined) stubs.push({ address: x.address, slot: x.slot, symbol: x.symbol });
+      if (x.kind !== 'stub') slots.push({ address: x.address, symbol: x.symbol, holds: x.kind });
+    }
+  }
+  const live = [...latest.values()].filter((f) => f.entry === undefined || decodeJmpRel32(f.entry, reader.read(f.entry, JMP_REL32_SIZE)) === f.address);
+  if (live.length === 0 && stubs.length === 0 && slots.length === 0) return image;
+  return withInstalledCode(image, live, stubs, slots);
+}
+
 /** Find the update's files in the process and match every changed function. */
-function planObjects(pkg: UpdatePackage, pid: number, reader: CachedReader): {
+function planObjects(pkg: UpdatePackage, pid: number, reader: CachedReader, records: readonly StoredRecord[]): {
   plans: ObjectPlan[]; skipped: string[]; objects: LoadedObject[];
 } {
   const { manifest } = pkg;
@@ -234,7 +300,7 @@ function planObjects(pkg: UpdatePackage, pid: number, reader: CachedReader): {
       skipped.push(object.name);
       continue;
     }
-    const image = createRunningImage(loaded.elf, loaded.bias, loaded.path);
+    const image = imageAfterUpdates(createRunningImage(loaded.elf, loaded.bias, loaded.path), object.name, records, reader);
     const units = manifest.units.filter((u) => object.units.includes(u.unit))
       .map((unit) => planUnit(pkg, object, unit, image, reader));
     plans.push({ object, loaded, image, units });
@@ -267,12 +333,21 @@ function planUnit(pkg: UpdatePackage, object: PatchedObject, unit: UnitRecord, i
     }
   }
   const match = matchUnit([...preFns, ...coldParts], image, reader);
+  // A function an earlier update replaced runs as that update's copy: the jump goes at its old entry again
+  // (undo then restores the earlier jump), and no thread may be in the copy or on the entry's jump.
+  const entryOf = (ok: { address: bigint }): bigint | undefined => image.aliases?.get(ok.address);
   const redirects = changed.map((record) => {
     const ok = match.functions.get(record.pre?.symbol ?? record.function);
     if (!ok) throw new TspliceError('internal', `no match result for ${record.function}`);
-    return { record, address: ok.address, size: ok.size };
+    const entry = entryOf(ok);
+    return entry === undefined ? { record, address: ok.address, size: ok.size } : { record, address: entry, size: JMP_REL32_SIZE };
   });
-  const busy = [...match.functions.entries()].map(([name, ok]) => ({ name, start: ok.address, end: ok.address + BigInt(ok.size) }));
+  const busy = [...match.functions.entries()].flatMap(([name, ok]) => {
+    const ranges = [{ name, start: ok.address, end: ok.address + BigInt(ok.size) }];
+    const entry = entryOf(ok);
+    if (entry !== undefined) ranges.push({ name, start: entry, end: entry + BigInt(JMP_REL32_SIZE) });
+    return ranges;
+  });
 
   const install = functions.filter((f) => f.kind !== 'deleted' && f.post).map((f) => f.post?.section as string);
   const newSections = [

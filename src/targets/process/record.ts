@@ -21,6 +21,30 @@ export interface RedirectRecord {
   original: string;
 }
 
+/** A function the update placed in its code region: what a later update matches a change of that function against. */
+export interface InstalledFunctionRecord {
+  /** File (basename) the function belongs to. */
+  object: string;
+  /** Translation unit (object path in the source tree) and symbol name in its post object. */
+  unit: string;
+  name: string;
+  address: bigint;
+  size: number;
+  /** For a changed function: the old entry holding the jump to it. */
+  entry?: bigint;
+}
+
+/** A call stub or local GOT slot the update's linker made, so a later update can tell whom the code reaches. */
+export interface SlotRecord {
+  object: string;
+  /** stub: a `jmp *slot(%rip)` at `address`; address / tpoff: a GOT slot at `address` holding the symbol's address or TLS offset. */
+  kind: 'stub' | 'address' | 'tpoff';
+  address: bigint;
+  /** The slot a stub jumps through. */
+  slot?: bigint;
+  symbol: string;
+}
+
 export interface UpdateRecord {
   id: string;
   /** The objects (executable or library basenames) the update changes in this process. */
@@ -30,6 +54,9 @@ export interface UpdateRecord {
   /** Memory made for the new code, one region per patched object. */
   codeRegions: Region[];
   redirects: RedirectRecord[];
+  /** Functions placed (changed, new, cold parts); absent in records of older tsplice versions. */
+  installed?: InstalledFunctionRecord[];
+  slots?: SlotRecord[];
   freezeMs: number;
   /** Sequence number: updates are undone last-in, first-out. */
   order: number;
@@ -86,6 +113,8 @@ export function decodeRecord(bytes: Buffer): UpdateRecord | undefined {
     appliedAt: string;
     codeRegions: { start: string; size: string }[];
     redirects: { name: string; object: string; from: string; to: string; original: string }[];
+    installed?: { object: string; unit: string; name: string; address: string; size: number; entry?: string }[];
+    slots?: { object: string; kind: SlotRecord['kind']; address: string; slot?: string; symbol: string }[];
     freezeMs: number;
     order: number;
   };
@@ -98,6 +127,14 @@ export function decodeRecord(bytes: Buffer): UpdateRecord | undefined {
       codeRegions: raw.codeRegions.map((r) => ({ start: BigInt(r.start), size: BigInt(r.size) })),
       redirects: raw.redirects.map((r) => ({
         name: r.name, object: r.object, from: BigInt(r.from), to: BigInt(r.to), original: r.original,
+      })),
+      installed: (raw.installed ?? []).map((f) => ({
+        object: f.object, unit: f.unit, name: f.name, address: BigInt(f.address), size: f.size,
+        ...(f.entry !== undefined ? { entry: BigInt(f.entry) } : {}),
+      })),
+      slots: (raw.slots ?? []).map((x) => ({
+        object: x.object, kind: x.kind, address: BigInt(x.address), symbol: x.symbol,
+        ...(x.slot !== undefined ? { slot: BigInt(x.slot) } : {}),
       })),
       freezeMs: raw.freezeMs,
       order: raw.order,

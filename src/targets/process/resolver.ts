@@ -4,8 +4,9 @@
 //  2. for a symbol of the unit the old changed code did not use, matching
 //     the pre object's code that does (resolveSymbol);
 //  3. globals the patched file defines;
-//  4. the dynamic symbols of the other loaded objects, GNU IFUNCs resolved by
-//     running their resolver in the target, as ld.so would.
+//  4. the dynamic symbols of the other loaded objects.
+// GNU IFUNCs (the file's own and other objects') resolve to the implementation
+// their resolver picks, run in the target as ld.so would.
 
 import { STB_GLOBAL, STB_WEAK, STT_GNU_IFUNC, SHN_UNDEF, STT_TLS } from '../../elf/constants.js';
 import type { ElfFile, ElfSymbol } from '../../elf/reader.js';
@@ -64,6 +65,7 @@ export function createResolver(ctx: ResolverContext): SymbolResolver {
       const own = definedGlobalAddress(ctx.image, ref.name);
       if (own !== undefined) found = { address: own };
     }
+    if (found && ref.type === 'ifunc') found = implementationOf(found);
     if (!found && ref.binding !== 'local' && ref.type !== 'tls') {
       const address = lookUpDynamic(ref.name);
       if (address !== undefined) found = { address };
@@ -72,19 +74,34 @@ export function createResolver(ctx: ResolverContext): SymbolResolver {
     return found;
   };
 
+  const runResolver = (address: bigint): bigint => {
+    let impl = ifuncCache.get(address);
+    if (impl === undefined) {
+      impl = ctx.resolveIfunc(address);
+      ifuncCache.set(address, impl);
+    }
+    return impl;
+  };
+
+  /**
+   * An IFUNC of the patched file: its symbol's address is the resolver's. The
+   * old code reached it through a PLT stub or GOT slot (already bound to the
+   * implementation), or the new code is the first to use it: then the
+   * resolver runs in the target, as ld.so's IRELATIVE relocation would.
+   */
+  const implementationOf = (r: MatchResolution): MatchResolution => {
+    const { address, ...rest } = r;
+    if (address === undefined || rest.plt || rest.got) return rest;
+    return { ...rest, address: runResolver(address) };
+  };
+
   const lookUpDynamic = (name: string): bigint | undefined => {
     const wanted = unversioned(name);
     for (const object of ctx.objects) {
       const sym = defaultDefinition(object.elf, wanted);
       if (!sym) continue;
       const address = sym.value + object.bias;
-      if (sym.type !== STT_GNU_IFUNC) return address;
-      let impl = ifuncCache.get(address);
-      if (impl === undefined) {
-        impl = ctx.resolveIfunc(address);
-        ifuncCache.set(address, impl);
-      }
-      return impl;
+      return sym.type === STT_GNU_IFUNC ? runResolver(address) : address;
     }
     return undefined;
   };
