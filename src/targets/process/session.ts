@@ -450,8 +450,11 @@ export class ProcessSession {
     const event = wPtraceEvent(status);
     if (event === PTRACE_EVENT_CLONE) {
       const child = this.adoptClone(tid);
-      // Let the parent finish clone(); a pending interrupt stops it right after.
+      // Let the parent finish clone(). Any ptrace trap clears a pending PTRACE_INTERRUPT, so a thread we
+      // are stopping is interrupted again: it stops as soon as clone() has returned to user space, a clean
+      // stop in which system calls can be injected (unlike this one, inside clone()).
       this.continueThread(thread, 0);
+      if (wantStopped) this.reinterrupt(thread);
       return child;
     }
     if (event === PTRACE_EVENT_EXEC) throw this.execError(tid);
@@ -470,10 +473,26 @@ export class ProcessSession {
       return undefined;
     }
     if (event === 0) {
-      // A signal on its way to the program: pass it on untouched.
-      this.continueThread(thread, signal);
+      if (wantStopped) {
+        // A signal on its way to the program while we stop the thread: held back and sent again when the
+        // thread resumes; this trap cleared our pending interrupt, so interrupt again.
+        thread.heldSignals.push(signal);
+        this.continueThread(thread, 0);
+        this.reinterrupt(thread);
+      } else {
+        // Pass it on untouched.
+        this.continueThread(thread, signal);
+      }
     }
     return undefined;
+  }
+
+  /** PTRACE_INTERRUPT a thread that is still on its way to the stop we want. */
+  private reinterrupt(thread: TracedThread): void {
+    if (!this.threads.has(thread.tid)) return;
+    const { errno } = ptrace(PTRACE_INTERRUPT, thread.tid);
+    if (errno === ESRCH) this.reapIfGone(thread.tid);
+    else if (errno !== 0) throw this.ptraceFailure('PTRACE_INTERRUPT', thread.tid, errno);
   }
 
   /** A traced thread cloned: trace the child if it belongs to this process. */
