@@ -11,6 +11,7 @@ import { readRecords, removeRecord, type StoredRecord } from './record.js';
 import { remoteMunmap } from './remote-syscall.js';
 import { ProcessSession } from './session.js';
 import { processSwitchTarget } from './switch-target.js';
+import { goneInstead } from './threads.js';
 
 export interface ProcessUndoOptions {
   pid: number;
@@ -29,6 +30,14 @@ export interface ProcessUndoResult {
 }
 
 export async function undoFromProcess(id: string, options: ProcessUndoOptions): Promise<ProcessUndoResult> {
+  try {
+    return await undoInner(id, options);
+  } catch (e) {
+    throw goneInstead(options.pid, e, `the undo of update ${id}`);
+  }
+}
+
+async function undoInner(id: string, options: ProcessUndoOptions): Promise<ProcessUndoResult> {
   const started = process.hrtime.bigint();
   const progress = options.progress ?? silentProgress;
   const { pid } = options;
