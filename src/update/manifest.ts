@@ -15,7 +15,8 @@ export interface PatchedObject {
   soname?: string;
   /** Path of the linked output in the source tree, relative to its root. */
   path: string;
-  kind: 'executable' | 'shared';
+  /** 'vmlinux' and 'module' are the linked objects of a kernel update. */
+  kind: 'executable' | 'shared' | 'vmlinux' | 'module';
   /** Translation units (object paths) linked into it that the update changes. */
   units: string[];
 }
@@ -30,6 +31,12 @@ export interface UnitRecord {
   /** Package paths of the objects; `pre` is absent for a unit the patch adds. */
   pre?: string;
   post: string;
+  /**
+   * Process updates: package path of the pre object compiled with the flags
+   * the post objects ship with, to match a function that an earlier update's
+   * post build of this unit replaced (absent with `pre`, or from older tools).
+   */
+  preShipped?: string;
 }
 
 /** Where a function or variable lives in one of a unit's objects. */
@@ -52,6 +59,8 @@ export interface FunctionRecord {
   pre?: SymbolPlace;
   /** In the post object: what is installed (absent for a deleted function). */
   post?: SymbolPlace;
+  /** Kernel updates: position among same-named symbols of the object in kallsyms order (0: unique). */
+  sympos?: number;
 }
 
 export interface DataRecord {
@@ -64,12 +73,25 @@ export interface DataRecord {
   reason: string;
 }
 
+/** The kernel an update is built for, and the livepatch module that carries it. */
+export interface KernelTarget {
+  kind: 'kernel';
+  /** `uname -r`, e.g. "6.1.0-50-cloud-amd64". */
+  release: string;
+  /** The distribution's version of that build, e.g. "6.1.176-1". */
+  version: string;
+  /** GNU build id of the vmlinux the update was matched against, when known. */
+  buildId?: string;
+  /** The livepatch module: its name (as lsmod shows it) and its path in the package. */
+  module: { name: string; file: string };
+}
+
 export interface Manifest {
   format: typeof MANIFEST_FORMAT;
   id: string;
   tool: { name: 'tsplice'; version: string };
   createdAt: string;
-  target: { kind: 'process' };
+  target: { kind: 'process' } | KernelTarget;
   patch: { file: string; sha256: string; files: string[] };
   objects: PatchedObject[];
   units: UnitRecord[];
@@ -120,23 +142,33 @@ export function validateManifest(where: string, json: unknown): Manifest {
   if (!ID_PATTERN.test(m.id as string)) fail(where, `invalid id "${String(m.id)}"`);
   checkFields(where, m.tool, 'tool', ['name', 'version']);
   checkFields(where, m.target, 'target', ['kind']);
-  if ((m.target as { kind: string }).kind !== 'process') fail(where, 'unknown target kind');
+  const target = m.target as { kind: string };
+  if (target.kind === 'kernel') {
+    checkFields(where, target, 'target', ['release', 'version']);
+    checkFields(where, (target as { module?: unknown }).module, 'target.module', ['name', 'file']);
+  } else if (target.kind !== 'process') {
+    fail(where, 'unknown target kind');
+  }
   const patch = checkFields(where, m.patch, 'patch', ['file', 'sha256']);
   checkArray(where, patch.files, 'patch.files', (f) => (isString(f) ? f : fail(where, 'patch.files entry')));
   checkArray(where, m.objects, 'objects', (o, i) => {
     const r = checkFields(where, o, `objects[${i}]`, ['name', 'path', 'kind']);
-    if (r.kind !== 'executable' && r.kind !== 'shared') fail(where, `objects[${i}].kind`);
+    if (!['executable', 'shared', 'vmlinux', 'module'].includes(r.kind as string)) fail(where, `objects[${i}].kind`);
     checkArray(where, r.units, `objects[${i}].units`, (u) => (isString(u) ? u : fail(where, 'unit name')));
   });
   checkArray(where, m.units, 'units', (u, i) => {
     const r = checkFields(where, u, `units[${i}]`, ['unit', 'source', 'post']);
     if (r.pre !== undefined && !isString(r.pre)) fail(where, `units[${i}].pre`);
+    if (r.preShipped !== undefined && !isString(r.preShipped)) fail(where, `units[${i}].preShipped`);
     checkArray(where, r.objects, `units[${i}].objects`, (x) => (isString(x) ? x : fail(where, 'object name')));
   });
   checkArray(where, m.functions, 'functions', (f, i) => {
     const r = checkFields(where, f, `functions[${i}]`, ['object', 'unit', 'function', 'section', 'kind', 'reason']);
     if (!KINDS.includes(r.kind as ChangeKind)) fail(where, `functions[${i}].kind`);
     if (typeof r.local !== 'boolean') fail(where, `functions[${i}].local`);
+    if (r.sympos !== undefined && !(Number.isSafeInteger(r.sympos) && (r.sympos as number) >= 0)) {
+      fail(where, `functions[${i}].sympos`);
+    }
     if (r.kind !== 'new') checkFields(where, r.pre, `functions[${i}].pre`, ['symbol', 'section']);
     if (r.kind !== 'deleted') checkFields(where, r.post, `functions[${i}].post`, ['symbol', 'section']);
   });
