@@ -11,9 +11,11 @@
 // All three compile with the same flags and map their tree's path to the
 // original source dir, so identical code gives identical bytes.
 
+import { execFile } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { dirname, isAbsolute, join, relative, sep } from 'node:path';
+import { basename, dirname, isAbsolute, join, relative, sep } from 'node:path';
+import { promisify } from 'node:util';
 import { TspliceError } from '../errors.js';
 import { type Progress, silentProgress } from '../progress.js';
 import {
@@ -23,6 +25,7 @@ import {
   type LinkKind,
   interpretArchiverRun,
   interpretCompilerRun,
+  recompileArgs,
 } from './commands.js';
 import { parseDepFile } from './deps.js';
 import { insertLineDirectives, takesLineDirectives } from './lines.js';
@@ -109,6 +112,12 @@ export interface ChangedObject {
   preObject: string | undefined;
   postObject: string;
   linesObject: string;
+  /**
+   * The pre object compiled again with the flags of the shipped post objects
+   * (SHIP_FLAGS): the code an earlier update's post build of this unit runs
+   * as. Undefined for a new object.
+   */
+  preShippedObject: string | undefined;
   source: string;
   compiler: string[];
   /** The post compile's arguments as the build gave them. */
@@ -293,6 +302,7 @@ export async function buildPrePost(options: BuildPrePostOptions): Promise<PrePos
     pre: join(workDir, 'pre'),
     post: join(workDir, 'post'),
     lines: join(workDir, 'lines'),
+    shipped: join(workDir, 'pre-shipped'),
     bin: join(workDir, 'bin'),
     logs: join(workDir, 'logs'),
   };
@@ -380,7 +390,10 @@ export async function buildPrePost(options: BuildPrePostOptions): Promise<PrePos
     }
   }
 
-  const changed = findChanged(pre, post, lines, patch);
+  const found = findChanged(pre, post, lines, patch);
+  const changed = await phases.run('pre-shipped', 'compiling the original changed files as updates ship them', () =>
+    compileShippedPre(pre, found, { dir: dirs.shipped, jobs, env: { ...env, SOURCE_DATE_EPOCH: String(sourceDateEpoch) } }),
+  );
   return {
     pre: treeBuildOf(pre),
     post: treeBuildOf(post),
@@ -560,6 +573,7 @@ function findChanged(pre: RawBuild, post: RawBuild, lines: RawBuild, patch: Appl
       preObject: before?.output,
       postObject: c.output,
       linesObject: linesCompile.output,
+      preShippedObject: undefined,
       source: inTree(post.dir, c.source),
       compiler: c.tool,
       args: c.args,
@@ -568,4 +582,53 @@ function findChanged(pre: RawBuild, post: RawBuild, lines: RawBuild, patch: Appl
     });
   }
   return changed.sort((a, b) => a.object.localeCompare(b.object));
+}
+
+const execFileAsync = promisify(execFile);
+
+interface ShippedPreArgs {
+  /** Where the objects go (created). */
+  dir: string;
+  jobs: number;
+  env: NodeJS.ProcessEnv;
+}
+
+/**
+ * Compile the pre version of each changed object once more, with SHIP_FLAGS:
+ * an update stacked on an earlier one that replaced a function finds that
+ * function running as the earlier update's post build, which reaches
+ * external data through a GOT slot where the original reads it directly.
+ * Each object's recorded compile is re-run in the pre tree, into another
+ * file; nothing else is rebuilt.
+ */
+async function compileShippedPre(pre: RawBuild, changed: ChangedObject[], args: ShippedPreArgs): Promise<ChangedObject[]> {
+  const compiles = new Map(pre.compiles.map((c) => [inTree(pre.dir, c.output), c]));
+  const queue = changed.map((c, index) => ({ c, index, compile: c.isNew ? undefined : compiles.get(c.object) }));
+  const out = [...changed];
+  const worker = async (): Promise<void> => {
+    for (let next = queue.shift(); next; next = queue.shift()) {
+      const { c, index, compile } = next;
+      if (!compile) continue;
+      const output = join(args.dir, String(index), basename(c.object));
+      mkdirSync(dirname(output), { recursive: true });
+      const [tool, ...toolArgs] = compile.tool;
+      try {
+        await execFileAsync(tool, [...toolArgs, ...recompileArgs(compile, output, SHIP_FLAGS, readText)], {
+          cwd: compile.cwd, env: args.env, maxBuffer: 16 * 1024 * 1024,
+        });
+      } catch (e) {
+        const err = e as Error & { stderr?: string };
+        const tail = lastLines(err.stderr ?? err.message, 20);
+        throw new TspliceError(
+          'internal',
+          `${c.object} compiles in the original source, but not again with ${SHIP_FLAGS.join(' ')} ` +
+            `(needed to stack later updates on this one):\n${tail}`,
+          { object: c.object, output: tail },
+        );
+      }
+      out[index] = { ...c, preShippedObject: output };
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(args.jobs, queue.length)) }, worker));
+  return out;
 }

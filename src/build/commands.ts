@@ -291,3 +291,45 @@ export function interpretArchiverRun(record: ToolRecord): ArchiveCommand | undef
     thin,
   };
 }
+
+/** Dependency-file options: a recompile for another output must not rewrite the build's own .d files. */
+const DEPENDENCY_FLAGS = new Set(['-MD', '-MMD', '-MP', '-MG']);
+const DEPENDENCY_FLAGS_WITH_VALUE = new Set(['-MF', '-MT', '-MQ']);
+
+/**
+ * The arguments that compile `compile.source` again, exactly as the build did
+ * (its flags and the wrapper's), into `output` instead, with `extra` flags
+ * appended. Response files are expanded, other sources of the same run,
+ * the output and dependency-file options are dropped. Run with `compile.tool`
+ * in `compile.cwd`.
+ */
+export function recompileArgs(
+  compile: CompileCommand,
+  output: string,
+  extra: readonly string[],
+  readText: (path: string) => string | undefined = () => undefined,
+): string[] {
+  const given = [...expandResponseFiles(compile.args, compile.cwd, readText), ...compile.added];
+  const abs = (p: string): string => (isAbsolute(p) ? p : resolve(compile.cwd, p));
+  const kept: string[] = [];
+  let language: string | undefined;
+  for (let i = 0; i < given.length; i++) {
+    const a = given[i];
+    if (a === '-' || !a.startsWith('-')) {
+      // Sources compiled by the same run are other objects; link inputs do not matter with -c.
+      if (a !== '-' && isSource(a, language) && abs(a) !== compile.source) continue;
+      kept.push(a);
+      continue;
+    }
+    if (a === '-o' || DEPENDENCY_FLAGS_WITH_VALUE.has(a)) {
+      i++;
+      continue;
+    }
+    if (a.startsWith('-o') || DEPENDENCY_FLAGS.has(a) || /^-M[FTQ]./.test(a) || /^-Wp,-M?MD,/.test(a)) continue;
+    if (a === '-x') language = given[i + 1];
+    else if (a.startsWith('-x')) language = a.slice(2);
+    kept.push(a);
+    if (OPTIONS_WITH_VALUE.has(a) && i + 1 < given.length) kept.push(given[++i]);
+  }
+  return [...kept, '-o', output, ...extra];
+}

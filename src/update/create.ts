@@ -2,7 +2,9 @@
 //
 // Build pre/post/lines (build/), diff every changed translation unit
 // (analysis/), refuse what a code-only update cannot carry, and pack the pre
-// and post objects with a manifest (update/package).
+// and post objects with a manifest (update/package). The pre object is also
+// packed as built with the post objects' flags, for matching code an earlier
+// update installed.
 
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -102,6 +104,10 @@ export async function createUpdate(given: CreateOptions): Promise<CreateResult> 
       if (changed.preObject) {
         record.pre = `units/${i}/pre.o`;
         files.set(record.pre, readFileSync(changed.preObject));
+      }
+      if (changed.preShippedObject) {
+        record.preShipped = `units/${i}/pre-shipped.o`;
+        files.set(record.preShipped, readFileSync(changed.preShippedObject));
       }
       unitRecords.push(record);
       for (const name of names) {

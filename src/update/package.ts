@@ -103,7 +103,7 @@ export function readUpdate(path: string): UpdatePackage {
     if (!(file in manifest.hashes)) throw corrupt(path, `unexpected file ${file}`);
   }
   for (const unit of manifest.units) {
-    for (const ref of [unit.pre, unit.post]) {
+    for (const ref of [unit.pre, unit.post, unit.preShipped]) {
       if (ref !== undefined && !entries.has(ref)) throw corrupt(path, `unit ${unit.unit} refers to missing ${ref}`);
     }
   }

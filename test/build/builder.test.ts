@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { before, describe, it } from 'node:test';
 import { type PrePostBuild, buildPrePost } from '../../src/build/builder.js';
 import { TspliceError } from '../../src/errors.js';
@@ -263,5 +263,61 @@ describe('buildPrePost on a source dir that was already built', () => {
     const result = await buildPrePost(p);
     assert.equal(result.pre.objects.length, 6);
     assert.deepEqual(result.changed.map((c) => [c.object, c.linkedInto.map((o) => o.path)]), [['util.o', ['app']]]);
+  });
+});
+
+describe('buildPrePost: the original code of changed objects, compiled as updates ship it', () => {
+  // Two sources compiled by one command with their own dependency files: the
+  // recompile must take only its source and leave the build's files alone.
+  const project: Record<string, string> = {
+    Makefile: [
+      'CFLAGS = -O2 -g',
+      'prog: main.o calc.o',
+      '\t$(CC) -o prog main.o calc.o',
+      'main.o calc.o: main.c calc.c',
+      '\t$(CC) $(CFLAGS) -MMD -c main.c calc.c',
+      '',
+    ].join('\n'),
+    'main.c': 'int limit = 3;\nint noisy(int);\nint twice(int);\nint main(int c, char **v) { (void)v; return noisy(c) + twice(c); }\n',
+    'calc.c': [
+      '#include <stdio.h>',
+      'extern int limit;',
+      'int noisy(int x)',
+      '{',
+      '\tif (x > limit)',
+      '\t\tfprintf(stderr, "%d\\n", x);',
+      '\treturn x;',
+      '}',
+      'int twice(int x)',
+      '{',
+      '\treturn x * 2;',
+      '}',
+      '',
+    ].join('\n'),
+  };
+
+  it('compiles the pre version of each changed object again with the shipping flags, into its own file', async () => {
+    const after = { ...project, 'calc.c': project['calc.c'].replace('x * 2', 'x * 3') };
+    const p = prepare(project, after);
+    const result = await buildPrePost(p);
+    assert.deepEqual(result.changed.map((c) => c.object), ['calc.o']);
+    const [calc] = result.changed;
+    assert.ok(calc.preObject && calc.preShippedObject);
+    assert.ok(!calc.preShippedObject.startsWith(result.pre.dir + '/'), calc.preShippedObject);
+    // Only the one object was made (no dependency file, no object of main.c, which the same command compiled).
+    assert.deepEqual(readdirSync(dirname(calc.preShippedObject)), ['calc.o']);
+    // noisy() is unchanged but reads stderr and limit: built as shipped, it is the post code; the original is not.
+    const shipped = sectionBytes(calc.preShippedObject, '.text.noisy');
+    assert.ok(shipped.equals(sectionBytes(calc.postObject, '.text.noisy')), 'pre-shipped noisy() equals post noisy()');
+    assert.ok(!shipped.equals(sectionBytes(calc.preObject, '.text.noisy')), 'the original noisy() reads the data directly');
+    // The changed function is still the original in it.
+    assert.ok(sectionBytes(calc.preShippedObject, '.text.twice').equals(sectionBytes(calc.preObject, '.text.twice')));
+    const relocations = execFileSync('readelf', ['-rW', calc.preShippedObject], { encoding: 'utf8' });
+    assert.match(relocations, /R_X86_64_REX_GOTPCRELX\s+\S+\s+stderr/);
+    assert.match(relocations, /R_X86_64_REX_GOTPCRELX\s+\S+\s+limit/);
+    // The pre tree's own files are untouched: its object, and the dependency file the build made.
+    const preCalc = result.pre.objects.find((o) => o.object === 'calc.o');
+    assert.ok(preCalc && readFileSync(preCalc.path).equals(readFileSync(calc.preObject)));
+    assert.match(readFileSync(join(result.pre.dir, 'calc.d'), 'utf8'), /^calc\.o:/);
   });
 });

@@ -3,20 +3,28 @@
 //   link    the post code into memory made within ±2 GiB of each patched file
 //   record  the update in the target (so list/undo work from any shell)
 //   switch  freeze, stack check, 5-byte jumps at the old entries, resume
+// A function an earlier update replaced runs as that update's post build,
+// which reaches external data through GOT slots: it is matched with the
+// unit's pre object built the same way (preShipped), the original code with
+// the normal pre object.
 // Everything slow happens before the freeze; any failure undoes what was
 // done so far and leaves the process running as it was.
 
 import { basename } from 'node:path';
 import { switchCode } from '../../apply/switch.js';
-import { JMP_REL32_SIZE, decodeJmpRel32, trampolineFor } from '../../apply/trampoline.js';
-import { STT_FUNC } from '../../elf/constants.js';
+import { JMP_REL32_SIZE, decodeJmpRel32, paddingAfter, trampolineFor } from '../../apply/trampoline.js';
+import { SHF_ALLOC, SHN_LORESERVE, SHN_UNDEF, STT_FILE, STT_FUNC, STT_SECTION, STT_TLS } from '../../elf/constants.js';
 import { parseElf, type ElfFile } from '../../elf/reader.js';
 import { TspliceError, asTspliceError } from '../../errors.js';
 import { layoutBlock, type BlockLayout } from '../../link/layout.js';
 import { linkBlock, type LinkedBlock } from '../../link/link.js';
-import { createRunningImage, withInstalledCode, type InstalledCode, type RunningImage } from '../../match/image.js';
+import {
+  createRunningImage, installedCopy, withInstalledCode, type InstalledCode, type RunningImage,
+} from '../../match/image.js';
 import { CachedReader, ProcessMemoryReader } from '../../match/memory.js';
 import { preFunction, type PreFunction } from '../../match/pre.js';
+import { ResolutionSet } from '../../match/resolution.js';
+import type { MatchOk } from '../../match/runpre.js';
 import { matchUnit, type UnitMatch } from '../../match/unit.js';
 import { type Progress, silentProgress } from '../../progress.js';
 import type { FunctionRecord, PatchedObject, UnitRecord } from '../../update/manifest.js';
@@ -32,7 +40,7 @@ import { PROT_EXEC, PROT_READ, PROT_WRITE, type Region, remoteMmap, remoteMprote
 import { createResolver } from './resolver.js';
 import { ProcessSession } from './session.js';
 import { processSwitchTarget } from './switch-target.js';
-import { threadName } from './threads.js';
+import { goneInstead, threadName } from './threads.js';
 
 export interface ProcessApplyOptions {
   pid: number;
@@ -70,8 +78,8 @@ interface UnitPlan {
   functions: FunctionRecord[];
   match: UnitMatch;
   layout: BlockLayout;
-  /** Changed functions: pre function and where it runs now. */
-  redirects: Array<{ record: FunctionRecord; address: bigint; size: number }>;
+  /** Changed functions: where each runs now, its size, and the padding after it the jump may cover. */
+  redirects: Array<{ record: FunctionRecord; address: bigint; size: number; spare?: number }>;
   /** Ranges no thread may be in: the old functions and their cold parts. */
   busy: Array<{ name: string; start: bigint; end: bigint }>;
   pre?: ElfFile;
@@ -87,6 +95,14 @@ interface ObjectPlan {
 const PROTECTIONS = { rx: PROT_READ | PROT_EXEC, r: PROT_READ, rw: PROT_READ | PROT_WRITE } as const;
 
 export async function applyToProcess(pkg: UpdatePackage, options: ProcessApplyOptions): Promise<ProcessApplyResult> {
+  try {
+    return await applyInner(pkg, options);
+  } catch (e) {
+    throw goneInstead(options.pid, e, `the apply of update ${pkg.manifest.id}`);
+  }
+}
+
+async function applyInner(pkg: UpdatePackage, options: ProcessApplyOptions): Promise<ProcessApplyResult> {
   const started = process.hrtime.bigint();
   const progress = options.progress ?? silentProgress;
   const { manifest } = pkg;
@@ -142,7 +158,7 @@ export async function applyToProcess(pkg: UpdatePackage, options: ProcessApplyOp
           if (to === undefined) {
             throw new TspliceError('internal', `the linker did not place ${r.record.function} of ${r.record.unit}`);
           }
-          const jump = trampolineFor({ name: r.record.function, address: r.address, size: r.size }, to);
+          const jump = trampolineFor({ name: r.record.function, address: r.address, size: r.size, spare: r.spare }, to);
           writes.push(jump);
           redirects.push({
             name: r.record.function, object: plan.object.name, from: r.address, to,
@@ -317,22 +333,29 @@ function planObjects(pkg: UpdatePackage, pid: number, reader: CachedReader, reco
 
 function planUnit(pkg: UpdatePackage, object: PatchedObject, unit: UnitRecord, image: RunningImage,
   reader: CachedReader): UnitPlan {
-  const post = parseElf(pkg.files.get(unit.post) as Buffer, `${unit.unit} (post)`);
-  const pre = unit.pre ? parseElf(pkg.files.get(unit.pre) as Buffer, `${unit.unit} (pre)`) : undefined;
+  const post = parseElf(packageFile(pkg, unit, unit.post), `${unit.unit} (post)`);
+  const pre = unit.pre ? parseElf(packageFile(pkg, unit, unit.pre), `${unit.unit} (pre)`) : undefined;
+  const preShipped = unit.preShipped ? parseElf(packageFile(pkg, unit, unit.preShipped), `${unit.unit} (pre, as shipped)`) : undefined;
   const functions = pkg.manifest.functions.filter((f) => f.object === object.name && f.unit === unit.unit);
   const changed = functions.filter((f) => f.kind === 'changed');
   const preFns: PreFunction[] = [];
   const coldParts: PreFunction[] = [];
   if (pre) {
+    // An earlier update's copy was built as updates ship code; the original code was not.
+    const preOf = (name: string): PreFunction => {
+      const asShipped = preShipped !== undefined && installedCopy(image, unit.unit, name) !== undefined &&
+        preShipped.symbols.some((s) => s.name === name && s.type === STT_FUNC);
+      return preFunction(asShipped ? preShipped : pre, name, unit.unit);
+    };
     for (const f of changed) {
       if (!f.pre) continue;
-      preFns.push(preFunction(pre, f.pre.symbol, unit.unit));
+      preFns.push(preOf(f.pre.symbol));
       // A cold part may hold a thread (an error path that blocks): it must be checked too.
       const cold = pre.symbols.find((s) => s.name === `${f.pre?.symbol}.cold`);
-      if (cold) coldParts.push(preFunction(pre, cold.name, unit.unit));
+      if (cold) coldParts.push(preOf(cold.name));
     }
   }
-  const match = matchUnit([...preFns, ...coldParts], image, reader);
+  const match = matchVariants([...preFns, ...coldParts], pre, image, reader);
   // A function an earlier update replaced runs as that update's copy: the jump goes at its old entry again
   // (undo then restores the earlier jump), and no thread may be in the copy or on the entry's jump.
   const entryOf = (ok: { address: bigint }): bigint | undefined => image.aliases?.get(ok.address);
@@ -340,10 +363,15 @@ function planUnit(pkg: UpdatePackage, object: PatchedObject, unit: UnitRecord, i
     const ok = match.functions.get(record.pre?.symbol ?? record.function);
     if (!ok) throw new TspliceError('internal', `no match result for ${record.function}`);
     const entry = entryOf(ok);
-    return entry === undefined ? { record, address: ok.address, size: ok.size } : { record, address: entry, size: JMP_REL32_SIZE };
+    if (entry !== undefined) return { record, address: entry, size: JMP_REL32_SIZE };
+    if (ok.size >= JMP_REL32_SIZE) return { record, address: ok.address, size: ok.size };
+    return { record, address: ok.address, size: ok.size, spare: sparePadding(image, reader, ok.address + BigInt(ok.size), JMP_REL32_SIZE - ok.size) };
   });
+  // A short function's jump covers the padding after it too: no thread may be there either.
+  const covered = new Map(redirects.map((r) => [r.address, r.address + BigInt(Math.max(r.size, JMP_REL32_SIZE))]));
   const busy = [...match.functions.entries()].flatMap(([name, ok]) => {
-    const ranges = [{ name, start: ok.address, end: ok.address + BigInt(ok.size) }];
+    const end = ok.address + BigInt(ok.size);
+    const ranges = [{ name, start: ok.address, end: covered.get(ok.address) ?? end }];
     const entry = entryOf(ok);
     if (entry !== undefined) ranges.push({ name, start: entry, end: entry + BigInt(JMP_REL32_SIZE) });
     return ranges;
@@ -359,6 +387,65 @@ function planUnit(pkg: UpdatePackage, object: PatchedObject, unit: UnitRecord, i
     throw new TspliceError('unsupported_change', `${unit.unit}: the new code needs ${layout.alignment}-byte alignment`);
   }
   return { unit, post, pre, functions, match, layout, redirects, busy };
+}
+
+/** A file the manifest names for a unit; bad_input if the package lacks it. */
+function packageFile(pkg: UpdatePackage, unit: UnitRecord, path: string): Buffer {
+  const data = pkg.files.get(path);
+  if (!data) {
+    throw new TspliceError('bad_input', `${pkg.path}: corrupt or foreign update: unit ${unit.unit} refers to missing ${path}; ` +
+      'rebuild it with tsplice create', { file: pkg.path, unit: unit.unit, missing: path });
+  }
+  return data;
+}
+
+/**
+ * Match functions whose pre code comes from the unit's pre object and from
+ * its shipped-flags twin: each object's functions together (matchUnit), then
+ * everything they resolved must agree.
+ */
+function matchVariants(fns: PreFunction[], pre: ElfFile | undefined, image: RunningImage, reader: CachedReader): UnitMatch {
+  const groups = new Map<ElfFile, PreFunction[]>();
+  for (const f of fns) groups.set(f.elf, [...(groups.get(f.elf) ?? []), f]);
+  if (groups.size <= 1 || !pre) return matchUnit(fns, image, reader);
+  const merged = new ResolutionSet(image);
+  const functions = new Map<string, MatchOk>();
+  for (const group of groups.values()) {
+    for (const [name, ok] of matchUnit(group, image, reader).functions) {
+      const conflict = merged.addAll(ok.resolutions);
+      if (conflict) {
+        throw new TspliceError('no_match',
+          `${name} (${group[0].unit}) matches at 0x${ok.address.toString(16)}, but ${conflict}. The running code is not ` +
+            'what this update was built from: build it from the exact source of the running program with the earlier ' +
+            'updates\' patches applied.',
+          { function: name, unit: group[0].unit, address: `0x${ok.address.toString(16)}` });
+      }
+      functions.set(name, ok);
+    }
+  }
+  return { functions, symbols: merged.toMap(pre) };
+}
+
+/**
+ * Bytes after a function's end that its jump may cover: padding in the
+ * running memory, up to the first symbol that starts there.
+ */
+function sparePadding(image: RunningImage, reader: CachedReader, end: bigint, wanted: number): number {
+  // A padding NOP can be long (up to 15 bytes): read enough to decode the last one whole.
+  const bytes = reader.readUpTo(end, wanted + 15);
+  const padding = paddingAfter(end, bytes, wanted);
+  const limit = end + BigInt(padding);
+  let spare = padding;
+  for (const sym of [...image.elf.symbols, ...image.elf.dynamicSymbols]) {
+    if (sym.shndx === SHN_UNDEF || sym.shndx >= SHN_LORESERVE || sym.name === '') continue;
+    if (sym.type === STT_FILE || sym.type === STT_SECTION || sym.type === STT_TLS) continue;
+    // Only symbols of loaded sections have run-time addresses.
+    const section = image.elf.sections[sym.shndx];
+    if (section && (section.flags & SHF_ALLOC) === 0n) continue;
+    const at = sym.value + image.bias;
+    if (at >= end && at < limit) spare = Math.min(spare, Number(at - end));
+  }
+  return spare;
 }
 
 function commOf(pid: number): string | undefined {
