@@ -9,12 +9,12 @@ import { intOption, parseCommand } from './args.js';
 import { bigintReplacer, type Output } from './output.js';
 import { TARGET_OPTIONS, processesMapping, targetChoice } from './target-args.js';
 
-export const APPLY_USAGE = 'tsplice apply UPDATE (--pid PID | --all | --kernel) [--retries N] [--json]';
+export const APPLY_USAGE = 'tsplice apply UPDATE (--pid PID | --all | --kernel) [--retries N] [--timeout SECONDS] [--json]';
 
 const hex = (v: bigint) => `0x${v.toString(16)}`;
 
 export async function applyCommand(argv: string[], out: Output): Promise<number> {
-  const p = parseCommand('apply', argv, { ...TARGET_OPTIONS, retries: { type: 'string' }, json: { type: 'boolean' } }, APPLY_USAGE);
+  const p = parseCommand('apply', argv, { ...TARGET_OPTIONS, retries: { type: 'string' }, timeout: { type: 'string' }, json: { type: 'boolean' } }, APPLY_USAGE);
   if (p.positionals.length !== 1) throw new TspliceError('bad_input', `apply takes exactly one update file\nusage: ${APPLY_USAGE}`);
   const target = targetChoice(p, 'apply', APPLY_USAGE, true);
   if (target.kind === 'kernel') return (await import('./kernel-commands.js')).applyKernel(p, out);

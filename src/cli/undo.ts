@@ -1,4 +1,4 @@
-// tsplice undo ID (--pid PID | --kernel) [--retries N] [--json]
+// tsplice undo ID (--pid PID | --kernel) [--retries N] [--timeout SECONDS] [--json]
 
 import { TspliceError } from '../errors.js';
 import { createProgress } from '../progress.js';
@@ -8,10 +8,10 @@ import { intOption, parseCommand } from './args.js';
 import type { Output } from './output.js';
 import { TARGET_OPTIONS, targetChoice } from './target-args.js';
 
-export const UNDO_USAGE = 'tsplice undo ID (--pid PID | --kernel) [--retries N] [--json]';
+export const UNDO_USAGE = 'tsplice undo ID (--pid PID | --kernel) [--retries N] [--timeout SECONDS] [--json]';
 
 export async function undoCommand(argv: string[], out: Output): Promise<number> {
-  const p = parseCommand('undo', argv, { ...TARGET_OPTIONS, retries: { type: 'string' }, json: { type: 'boolean' } }, UNDO_USAGE);
+  const p = parseCommand('undo', argv, { ...TARGET_OPTIONS, retries: { type: 'string' }, timeout: { type: 'string' }, json: { type: 'boolean' } }, UNDO_USAGE);
   if (p.positionals.length !== 1) throw new TspliceError('bad_input', `undo takes exactly one update id\nusage: ${UNDO_USAGE}`);
   const target = targetChoice(p, 'undo', UNDO_USAGE, false);
   if (target.kind === 'kernel') return (await import('./kernel-commands.js')).undoKernel(p, out);

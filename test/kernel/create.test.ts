@@ -21,6 +21,7 @@ import { createKernelUpdate, type KernelCreateResult } from '../../src/targets/k
 import { ensurePreparedTree } from '../../src/targets/kernel/source-tree.js';
 import { vmRun } from '../../src/targets/kernel/vm/index.js';
 import { readUpdate } from '../../src/update/package.js';
+import { DIST_CLI, ensureBuilt } from '../helpers/dist.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const PATCHES = join(fileURLToPath(new URL('.', import.meta.url)), 'patches');
@@ -57,25 +58,31 @@ const created = new Map<string, KernelCreateResult>();
 let guest = '';
 let guestExit = -1;
 
-/** The guest script: for each update, the check, insmod, wait for the transition, the check again. */
-function guestScript(moduleDir: string): string {
+/**
+ * The guest script, as an operator would do it: for each update, the check,
+ * tsplice apply --kernel, the check, tsplice list, tsplice undo, the check.
+ */
+function guestScript(): string {
   const lines = [
-    'wait_transition() { for i in $(seq 1 60); do grep -q 1 /sys/kernel/livepatch/*/transition 2>/dev/null || return 0; sleep 0.5; done; echo "transition stuck"; }',
+    `T="node ${DIST_CLI}"`,
     'mount -t binfmt_misc none /proc/sys/fs/binfmt_misc',
   ];
   for (const c of CASES) {
-    const module = created.get(c.id)?.moduleName as string;
+    const path = created.get(c.id)?.path as string;
     lines.push(
       `echo "=== ${c.id} before"`, c.check,
-      `echo "=== ${c.id} load"`, `insmod ${moduleDir}/${module}.ko && echo "insmod ok"`, 'wait_transition',
+      `echo "=== ${c.id} apply"`, `$T apply ${path} --kernel > /tmp/apply.out 2>&1 && echo "apply ok" || cat /tmp/apply.out`,
       `echo "=== ${c.id} after"`, c.check,
+      `echo "=== ${c.id} list"`, `$T list --kernel`,
+      `echo "=== ${c.id} undo"`, `$T undo ${c.id} --kernel > /tmp/undo.out 2>&1 && echo "undo ok" || cat /tmp/undo.out`,
+      `echo "=== ${c.id} undone"`, c.check,
     );
   }
   lines.push('echo "=== end"');
   return lines.join('\n');
 }
 
-function section(id: string, when: 'before' | 'load' | 'after'): string {
+function section(id: string, when: 'before' | 'apply' | 'after' | 'list' | 'undo' | 'undone'): string {
   const start = guest.indexOf(`=== ${id} ${when}\n`);
   assert.notEqual(start, -1, `the guest printed no "${id} ${when}" section:\n${guest}`);
   const body = guest.slice(start).split('\n').slice(1);
@@ -92,17 +99,9 @@ before(async () => {
     process.stderr.write(`# create ${c.id}: ${result.seconds.toFixed(1)} s\n`);
     created.set(c.id, result);
   }
-  const moduleDir = join(out, 'modules');
-  for (const result of created.values()) {
-    const { files, manifest } = readUpdate(result.path);
-    const target = manifest.target;
-    assert.equal(target.kind, 'kernel');
-    if (target.kind !== 'kernel') return;
-    execFileSync('mkdir', ['-p', moduleDir]);
-    writeFileSync(join(moduleDir, `${target.module.name}.ko`), files.get(target.module.file) as Buffer);
-  }
+  ensureBuilt();
   const vm = await vmRun({
-    command: ['sh', '-c', guestScript(moduleDir)], copy: [moduleDir], modules: ['binfmt_misc'], quiet: true,
+    command: ['sh', '-c', guestScript()], copy: [out], modules: ['binfmt_misc'], quiet: true,
     progress: false, timeoutMs: 240_000,
   });
   guest = vm.stdout + vm.stderr;
@@ -111,14 +110,18 @@ before(async () => {
 });
 
 for (const c of CASES) {
-  test(`${c.id}: the livepatch module loads and changes the behaviour`, () => {
+  test(`${c.id}: tsplice apply --kernel changes the behaviour, undo takes it back`, () => {
     assert.equal(guestExit, 0, guest);
     const was = section(c.id, 'before');
-    const now = section(c.id, 'after');
-    assert.match(was, c.before, `before loading ${c.id}`);
-    assert.doesNotMatch(was, c.after, `before loading ${c.id}`);
-    assert.equal(section(c.id, 'load'), 'insmod ok', `insmod of ${c.id}'s module and its transition`);
-    assert.match(now, c.after, `after loading ${c.id}`);
+    assert.match(was, c.before, `before applying ${c.id}`);
+    assert.doesNotMatch(was, c.after, `before applying ${c.id}`);
+    assert.equal(section(c.id, 'apply'), 'apply ok', `tsplice apply of ${c.id} (verify, load, transition)`);
+    assert.match(section(c.id, 'after'), c.after, `after applying ${c.id}`);
+    assert.match(section(c.id, 'list'), new RegExp(`^1\\. ${c.id} \\(applied\\)`, 'm'), `tsplice list after applying ${c.id}`);
+    assert.equal(section(c.id, 'undo'), 'undo ok', `tsplice undo of ${c.id}`);
+    const undone = section(c.id, 'undone');
+    assert.match(undone, c.before, `after undoing ${c.id}`);
+    assert.doesNotMatch(undone, c.after, `after undoing ${c.id}`);
   });
 }
 

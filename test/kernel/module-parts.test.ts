@@ -133,10 +133,11 @@ test('the generated klp_patch names each object and function with its sympos', (
   const c = patchSource('tsplice_x', [
     { object: 'vmlinux', oldName: 'c_start', sympos: 2, newSymbol: '__tsplice_a' },
     { object: 'binfmt_misc', oldName: 'bm_status_read', sympos: 0, newSymbol: '__tsplice_b' },
-  ]);
+  ], 'Fix-X.1');
   assert.match(c, /\.old_name = "c_start", \.new_func = __tsplice_a, \.old_sympos = 2/);
   assert.match(c, /\{ \.name = NULL, \.funcs = funcs0 \}/);
   assert.match(c, /\{ \.name = "binfmt_misc", \.funcs = funcs1 \}/);
   assert.match(c, /MODULE_INFO\(livepatch, "Y"\)/);
+  assert.match(c, /MODULE_VERSION\("Fix-X\.1"\)/, 'the whole update id, which the module name cannot keep');
   assert.equal(moduleNameFor('Fix-CVE.2024'), 'tsplice_fix_cve_2024');
 });

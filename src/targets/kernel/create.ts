@@ -120,7 +120,8 @@ export async function createKernelUpdate(options: KernelCreateOptions): Promise<
     const units: UnitRecord[] = [];
     const files = new Map<string, Buffer>();
     const objects = new Map<string, PatchedObject>();
-    const moduleName = moduleNameFor(options.id ?? sha256(patchText).slice(0, 12));
+    const updateId = options.id ?? sha256(patchText).slice(0, 12);
+    const moduleName = moduleNameFor(updateId);
 
     diffs.forEach(({ unit, diff, pre, post }, i) => {
       const kernel = symbolsOf(unit.target);
@@ -195,13 +196,13 @@ export async function createKernelUpdate(options: KernelCreateOptions): Promise<
 
     progress.step(`building the livepatch module ${moduleName}`);
     const klp = await buildKlpModule({
-      name: moduleName, functions: klpFunctions, patchObjects, headers, workDir: join(workDir, 'module'),
+      name: moduleName, id: updateId, functions: klpFunctions, patchObjects, headers, workDir: join(workDir, 'module'),
     });
     const moduleFile = `module/${moduleName}.ko`;
     files.set(moduleFile, klp.module);
 
     const patchHash = sha256(patchText);
-    const id = options.id ?? patchHash.slice(0, 12);
+    const id = updateId;
     const manifest: Omit<Manifest, 'hashes'> = {
       format: MANIFEST_FORMAT,
       id,

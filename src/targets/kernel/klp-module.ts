@@ -25,6 +25,8 @@ export interface KlpFunction {
 export interface KlpModuleInput {
   /** Module name: [a-z0-9_], at most 55 characters. */
   name: string;
+  /** The update id, kept whole as the module's version (/sys/module/NAME/version): the name cannot keep it. */
+  id: string;
   functions: KlpFunction[];
   /** The units' patch objects. */
   patchObjects: Buffer[];
@@ -55,7 +57,7 @@ export async function buildKlpModule(input: KlpModuleInput): Promise<KlpModule> 
     writeFileSync(join(workDir, file), object);
     return file;
   });
-  writeFileSync(join(workDir, 'patch.c'), patchSource(name, input.functions));
+  writeFileSync(join(workDir, 'patch.c'), patchSource(name, input.functions, input.id));
   writeFileSync(join(workDir, 'Kbuild'),
     `obj-m := ${name}.o\n${name}-y := patch.o ${units.join(' ')}\n`);
   // The patch objects are already built: an empty command file tells kbuild they are up to date.
@@ -67,7 +69,7 @@ export async function buildKlpModule(input: KlpModuleInput): Promise<KlpModule> 
 }
 
 /** The C source declaring the patch: one klp_object per patched object, one klp_func per function. */
-export function patchSource(name: string, functions: KlpFunction[]): string {
+export function patchSource(name: string, functions: KlpFunction[], id: string): string {
   const objects = new Map<string, KlpFunction[]>();
   for (const f of functions) objects.set(f.object, [...(objects.get(f.object) ?? []), f]);
   const lines = [
@@ -96,7 +98,7 @@ export function patchSource(name: string, functions: KlpFunction[]): string {
     'static void __exit tsplice_patch_exit(void)', '{', '}', '',
     'module_init(tsplice_patch_init);', 'module_exit(tsplice_patch_exit);',
     'MODULE_LICENSE("GPL");', 'MODULE_INFO(livepatch, "Y");',
-    `MODULE_DESCRIPTION(${cString(`tsplice live update ${name}`)});`, '');
+    `MODULE_DESCRIPTION(${cString(`tsplice live update ${id}`)});`, `MODULE_VERSION(${cString(id)});`, '');
   return lines.join('\n');
 }
 

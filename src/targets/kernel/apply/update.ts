@@ -4,9 +4,11 @@
 // manifest (target kind "kernel") and files, and checked here, since nothing
 // may be loaded into a kernel on the word of a malformed package.
 
-import { basename } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { parseElf, sectionByName } from '../../../elf/reader.js';
 import { TspliceError } from '../../../errors.js';
+import { moduleNameFor } from '../klp-module.js';
 import { VMLINUX } from './kallsyms.js';
 
 export interface KernelFunctionRecord {
@@ -42,7 +44,6 @@ export interface LivepatchModule {
 
 /** The prefix of every module tsplice loads; `list` and `undo` look only at these. */
 export const MODULE_PREFIX = 'tsplice_';
-const MODULE_NAME_MAX = 55;
 
 /**
  * The module name for an update id: `tsplice_` + the id in lower case with
@@ -50,11 +51,21 @@ const MODULE_NAME_MAX = 55;
  * `tsplice create --kernel` names modules by).
  */
 export function kernelModuleName(id: string): string {
-  return `${MODULE_PREFIX}${id.toLowerCase().replace(/[^a-z0-9_]/g, '_')}`.slice(0, MODULE_NAME_MAX);
+  return moduleNameFor(id);
 }
 
-/** The update id a tsplice module name stands for (as far as the name keeps it). */
-export function updateIdOfModule(module: string): string {
+/**
+ * The update id of a loaded tsplice module: kept whole as its version
+ * (MODULE_VERSION, in /sys/module/NAME/version), or, for a module without
+ * one, as far as the name keeps it.
+ */
+export function updateIdOfModule(module: string, sysModule = '/sys/module'): string {
+  try {
+    const version = readFileSync(join(sysModule, module, 'version'), 'utf8').trim();
+    if (version !== '') return version;
+  } catch {
+    // No version: a module built by hand or by an older tsplice.
+  }
   return module.startsWith(MODULE_PREFIX) ? module.slice(MODULE_PREFIX.length) : module;
 }
 
