@@ -2,6 +2,8 @@
 import type { CallOverheadResult } from './call-overhead.js';
 import type { CycleRun } from './cycles.js';
 import type { FreezeResult } from './freeze.js';
+import type { KernelResults } from './kernel.js';
+import { KERNEL_TITLE, renderKernel } from './kernel-report.js';
 import { FREEZE_GOAL, type FreezeGoalVerdict, type GrowthVerdict, soakPassed } from './goals.js';
 import type { MachineInfo } from './machine.js';
 import type { BenchOptions } from './options.js';
@@ -16,6 +18,14 @@ export interface BenchResults {
   /** 1-minute load average before and after: other work on the machine inflates every time. */
   loadAverage: { start: number; end: number };
   options: BenchOptions;
+  /** Sections 1-4 (absent with --kernel-only). */
+  processes?: ProcessResults;
+  /** The kernel section (absent with --no-kernel). */
+  kernel?: KernelResults;
+}
+
+/** Live patching of processes: freeze, apply time, call overhead, soak. */
+export interface ProcessResults {
   freeze: FreezeResult[];
   growth: GrowthVerdict;
   freezeGoal?: FreezeGoalVerdict;
@@ -35,8 +45,16 @@ export function renderReport(r: BenchResults): string {
     ['load average', `${fixed(r.loadAverage.start, 2)} at start, ${fixed(r.loadAverage.end, 2)} at end (other work on the machine inflates times)`],
     ['run', `${r.startedAt}, ${fixed(r.seconds, 0)} s${r.options.quick ? ', --quick' : ''}`],
   ]));
+  if (r.processes) out.push(...renderProcesses(r.processes, r.options));
+  const kernelSection = r.processes ? (r.processes.soak ? 5 : 4) : 1;
+  out.push('', ...(r.kernel ? renderKernel(kernelSection, r.kernel) : [`${kernelSection}. ${KERNEL_TITLE}: skipped (--no-kernel)`]));
+  return out.join('\n') + '\n';
+}
 
-  out.push('', `1. Freeze time: how long the target's threads stay stopped (${r.options.cycles} apply/undo cycles per target; ` +
+function renderProcesses(r: ProcessResults, options: BenchOptions): string[] {
+  const out: string[] = [];
+
+  out.push('', `1. Freeze time: how long the target's threads stay stopped (${options.cycles} apply/undo cycles per target; ` +
     'apply and undo freezes together)');
   out.push(renderTable(
     ['target (threads call the patched function)', 'threads', 'freezes', 'median ms', 'p99 ms', 'max ms', 'apply med', 'undo med',
@@ -82,7 +100,7 @@ export function renderReport(r: BenchResults): string {
 
   const s = r.soak;
   if (s) {
-    out.push('', `4. Soak: apply/undo cycles of the demo fix against echod under a steady load (${r.options.rate} requests/s, ` +
+    out.push('', `4. Soak: apply/undo cycles of the demo fix against echod under a steady load (${options.rate} requests/s, ` +
       `${fixed(s.seconds, 0)} s)`);
     out.push(renderTable(['count', 'value'], [
       ['cycles done', `${s.run.samples.length} of ${s.cyclesRequested}`],
@@ -103,7 +121,7 @@ export function renderReport(r: BenchResults): string {
     if (s.run.failures.length > 0) out.push(`failed attempts: ${summarizeFailures(s.run)}`);
     out.push(`goal: zero failed requests and zero crashes over all cycles: ${soakPassed(s) ? 'PASS' : 'MISS'}`);
   }
-  return out.join('\n') + '\n';
+  return out;
 }
 
 function applyTimeRow(label: string, run: CycleRun): string[] {
