@@ -12,12 +12,12 @@
 //    unloaded.
 
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { before, test } from 'node:test';
 import { vmRun } from '../../src/targets/kernel/vm/index.js';
 import { REPO_ROOT } from '../helpers/cli.js';
+import { ensureBuilt } from '../helpers/dist.js';
 import { tempDir } from '../helpers/tmp.js';
 import { buildKernelFixtures } from './fixtures.js';
 
@@ -43,30 +43,6 @@ interface ListEntry {
   order: number;
   state: string;
   functions: Array<{ object: string; name: string; sympos: number }>;
-}
-
-const DIST_ENTRY = join(REPO_ROOT, 'dist/src/targets/kernel/apply/index.js');
-
-function newestSource(dir: string): number {
-  let newest = 0;
-  for (const entry of readdirSync(dir, { withFileTypes: true })) {
-    const path = join(dir, entry.name);
-    newest = Math.max(newest, entry.isDirectory() ? newestSource(path) : statSync(path).mtimeMs);
-  }
-  return newest;
-}
-
-/** The guest runs the compiled project: build it when the sources are newer. */
-function ensureBuilt(): void {
-  if (existsSync(DIST_ENTRY) && statSync(DIST_ENTRY).mtimeMs >= newestSource(join(REPO_ROOT, 'src'))) return;
-  try {
-    execFileSync(process.execPath, [join(REPO_ROOT, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.build.json'], {
-      cwd: REPO_ROOT, stdio: 'ignore',
-    });
-  } catch {
-    // Type errors elsewhere in the tree still emit JavaScript; the check below decides.
-  }
-  assert.ok(existsSync(DIST_ENTRY), `${DIST_ENTRY} is missing: run npm run build`);
 }
 
 let lines: StepLine[] = [];
