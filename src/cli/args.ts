@@ -10,8 +10,15 @@ export interface Parsed {
   positionals: string[];
 }
 
+/** Thrown after a command printed its usage for --help: the command is done, successfully. */
+export class HelpShown extends Error {}
+
 /** Parse a command's arguments; unknown options are a usage error (bad_input) naming the command. */
 export function parseCommand(command: string, argv: string[], options: Options, usage: string): Parsed {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(`usage: ${usage}\n`);
+    throw new HelpShown();
+  }
   try {
     const { values, positionals } = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
     return { values: values as Parsed['values'], positionals };

@@ -1,6 +1,7 @@
 // tsplice command line: dispatch to one command per file.
 
 import { TspliceError } from '../errors.js';
+import { HelpShown } from './args.js';
 import { inspectCommand } from './inspect.js';
 import { makeOutput, reportError, type Output } from './output.js';
 
@@ -38,6 +39,7 @@ export async function main(argv: string[]): Promise<number> {
     const run = await command.run();
     return await run(rest, makeOutput(json));
   } catch (e) {
+    if (e instanceof HelpShown) return 0;
     return reportError(e, json);
   }
 }

@@ -157,6 +157,10 @@ test('error paths: clear codes and messages, nothing created', () => {
   assert.equal(r.status, 1);
   assert.match(r.stderr, /error \[bad_input\]: .*corrupt or foreign update/);
 
+  r = runCli(['apply', '--help']);
+  assert.equal(r.status, 0);
+  assert.match(r.stdout, /^usage: tsplice apply UPDATE \(--pid PID \| --all \| --kernel\)/);
+
   r = runCli(['frobnicate']);
   assert.equal(r.status, 1);
   assert.match(r.stderr, /unknown command "frobnicate"/);
