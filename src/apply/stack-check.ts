@@ -1,7 +1,9 @@
-// The conservative stack check, as Ksplice's: a thread is busy in a range if
-// its instruction pointer is in it or any aligned word on its stack points
-// into it. A word that only looks like an address makes the check fail safe
-// (a retry), never unsafe.
+// The stack check. Precise when the target unwound a thread's whole stack
+// (FrozenThread.returnAddresses): the thread is busy in a range if its
+// instruction pointer or one of its return addresses is in it. Otherwise
+// conservative, as Ksplice's: its instruction pointer or any aligned word on
+// its stack. A word that only looks like an address makes the conservative
+// check fail safe (a retry), never unsafe.
 import type { FrozenThread } from './target.js';
 
 export interface BusyRange {
@@ -16,8 +18,12 @@ export interface BusyHit {
   tid: number;
   threadName: string;
   function: string;
-  /** "ip": executing it now; "stack": a return address (or any word) on its stack points into it. */
-  where: 'ip' | 'stack';
+  /**
+   * "ip": executing it now; "return-address": an unwound caller frame returns
+   * into it; "stack": some word of its stack points into it (the thread's
+   * stack could not be unwound, so every word counts).
+   */
+  where: 'ip' | 'stack' | 'return-address';
   /** The address that lies in the function. */
   address: bigint;
 }
@@ -80,13 +86,20 @@ export function findBusy(
   if (ranges.length === 0) return hits;
   for (const thread of threads) {
     const seen = new Set<string>();
-    const add = (range: BusyRange, where: 'ip' | 'stack', address: bigint): void => {
+    const add = (range: BusyRange, where: BusyHit['where'], address: bigint): void => {
       if (seen.has(range.name)) return;
       seen.add(range.name);
       hits.push({ tid: thread.tid, threadName: thread.name, function: range.name, where, address });
     };
     const atIp = index.find(thread.ip);
     if (atIp) add(atIp, 'ip', thread.ip);
+    if (thread.returnAddresses) {
+      for (const ra of thread.returnAddresses) {
+        const range = index.find(ra);
+        if (range) add(range, 'return-address', ra);
+      }
+      continue;
+    }
     if (!thread.stack) continue;
     const bytes = readStack(thread);
     const offset = Number(thread.stack.start & 7n) === 0 ? 0 : 8 - Number(thread.stack.start & 7n);

@@ -9,6 +9,14 @@ export interface FrozenThread {
   ip: bigint;
   /** Stack memory to scan: from the stack pointer up to the end of its stack; undefined if unknown. */
   stack?: { start: bigint; end: bigint };
+  /**
+   * The return address of every caller frame, innermost first, when the
+   * target unwound the whole stack with trustworthy unwind information: the
+   * stack check then looks at these only. Undefined: scan every stack word.
+   */
+  returnAddresses?: bigint[];
+  /** Why the unwind was not trusted (for diagnostics), when it was tried. */
+  unwindFailure?: string;
 }
 
 export interface SwitchTarget {

@@ -135,7 +135,8 @@ test('code_busy when a thread never leaves the function; the program runs on unc
         assert.equal(e.code, 'code_busy');
         assert.match(e.message, /function held is in use in process \d+: thread \d+ \(busy\)/);
         const busy = e.details.busy as { function: string; where: string }[];
-        assert.ok(busy.some((b) => b.function === 'held' && b.where === 'stack'));
+        // held() is a caller frame of the usleep() its thread sleeps in.
+        assert.ok(busy.some((b) => b.function === 'held' && b.where === 'return-address'));
         assert.equal(e.details.tries, 3);
         return true;
       },
