@@ -67,15 +67,19 @@ export interface PatchFailure {
 }
 
 /** Read and parse a patch file; bad_input if it holds no unified diff hunk. */
-export function readPatch(patchFile: string): FileDiff[] {
-  let text: string;
+/** The patch file's bytes; an unreadable file is bad_input naming it. */
+export function readPatchFile(patchFile: string): Buffer {
   try {
-    text = readFileSync(patchFile, 'utf8');
+    return readFileSync(patchFile);
   } catch (e) {
     throw new TspliceError('bad_input', `cannot read the patch ${patchFile}: ${(e as Error).message}`, {
       patchFile,
     });
   }
+}
+
+export function readPatch(patchFile: string): FileDiff[] {
+  const text = readPatchFile(patchFile).toString('utf8');
   const files = parseUnifiedDiff(text);
   if (files.length === 0) {
     throw new TspliceError(

@@ -12,6 +12,7 @@ import { basename, join, resolve } from 'node:path';
 import { checkSupportedChanges } from '../analysis/check.js';
 import { diffUnit, type UnitDiff } from '../analysis/diff.js';
 import { type ChangedObject, buildPrePost } from '../build/builder.js';
+import { readPatchFile } from '../build/patch.js';
 import { parseElf } from '../elf/reader.js';
 import { TspliceError } from '../errors.js';
 import { type Progress, silentProgress } from '../progress.js';
@@ -48,12 +49,7 @@ export async function createUpdate(given: CreateOptions): Promise<CreateResult> 
   const options = { ...given, srcDir: resolve(given.srcDir), patchFile: resolve(given.patchFile), outDir: resolve(given.outDir) };
   const progress = options.progress ?? silentProgress;
   if (options.id !== undefined) checkUpdateId(options.id);
-  let patchText: Buffer;
-  try {
-    patchText = readFileSync(options.patchFile);
-  } catch (e) {
-    throw new TspliceError('bad_input', `cannot read the patch ${options.patchFile}: ${(e as Error).message}`);
-  }
+  const patchText = readPatchFile(options.patchFile);
   const workDir = mkdtempSync(join(tmpdir(), 'tsplice-create-'));
   try {
     const build = await buildPrePost({

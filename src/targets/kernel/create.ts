@@ -9,6 +9,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { basename, join, resolve } from 'node:path';
 import { diffUnit, type UnitDiff } from '../../analysis/diff.js';
+import { readPatchFile } from '../../build/patch.js';
 import { STB_LOCAL, STT_FUNC, SHN_UNDEF } from '../../elf/constants.js';
 import { parseElf, type ElfFile, type ElfSymbol } from '../../elf/reader.js';
 import { TspliceError } from '../../errors.js';
@@ -62,12 +63,7 @@ export async function createKernelUpdate(options: KernelCreateOptions): Promise<
       `not ${options.kernelRelease}; build on a machine/version of tsplice pinned to that kernel`, { release: options.kernelRelease });
   }
   if (options.id !== undefined) checkUpdateId(options.id);
-  let patchText: Buffer;
-  try {
-    patchText = readFileSync(options.patchFile);
-  } catch (e) {
-    throw new TspliceError('bad_input', `cannot read the patch ${options.patchFile}: ${(e as Error).message}`);
-  }
+  const patchText = readPatchFile(options.patchFile);
   const cache = { pin, cacheDir: options.cacheDir };
   const sink = (m: string): void => progress.detail(m);
   progress.step('preparing the kernel source tree');
